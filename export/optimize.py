@@ -1,0 +1,50 @@
+"""Step 3: apply onnxruntime's transformer fusions offline and save the optimised graph.
+
+onnxruntime's own optimiser (`onnxruntime.transformers.optimizer`) knows the BERT patterns:
+attention, skip-layer-norm, bias-GELU and embedding-layer-norm. Fusing at export means loading a
+bundle does no heavy rewriting, and the fused graph is what parity is checked on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from .graph import IR_VERSION
+from .resolve import ModelFacts
+
+# Encoder families whose attention/layer-norm patterns onnxruntime's "bert" fusions recognise.
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    path: Path
+    applied: bool
+    fusions: dict[str, int] = field(default_factory=dict)
+    nodes_before: int = 0
+    nodes_after: int = 0
+    reason: str = ""
+
+
+def optimize_graph(src: Path, dst: Path, facts: ModelFacts) -> OptimizeResult:
+    """Fuse `src` into `dst`; report which fusions happened (and why none, if none)."""
+    before = len(onnx.load(str(src), load_external_data=False).graph.node)
+    if facts.model_type not in _BERT_LIKE:
+        dst.write_bytes(src.read_bytes())
+        return OptimizeResult(dst, False, {}, before, before,
+                              reason=f"no fusion rules for model_type {facts.model_type!r}")
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    # opt_level=0: only the Python fusions; onnxruntime's own graph passes run at load time and
+    # would otherwise bake this machine's CPU features into the file.
+    optimized = optimize_model(
+        str(src), model_type="bert", num_heads=facts.num_heads, hidden_size=facts.hidden_size,
+        opt_level=0, use_gpu=False,
+    )
+    fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    optimized.model.ir_version = min(optimized.model.ir_version, IR_VERSION)
+    optimized.save_model_to_file(str(dst))
+    return OptimizeResult(dst, True, fusions, before, len(optimized.model.graph.node))

@@ -1,0 +1,37 @@
+"""fusembed: sentence embeddings from fused ONNX graphs, with no torch at run time.
+
+Example:
+    >>> from fusembed import Encoder, dot_score            # doctest: +SKIP
+    >>> enc = Encoder("bundles/all-MiniLM-L6-v2")           # doctest: +SKIP
+    >>> dot_score(enc.encode("query"), enc.encode(["a", "b"]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from ._encoder import Encoder
+from ._errors import (
+    BundleError,
+    ExportError,
+    FusembedError,
+    InputError,
+    ProviderUnavailableError,
+)
+from ._manifest import Manifest, read_manifest
+from ._similarity import cos_sim, dot_score, semantic_search
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleError",
+    "Encoder",
+    "ExportError",
+    "FusembedError",
+    "InputError",
+    "Manifest",
+    "ProviderUnavailableError",
+    "__version__",
+    "cos_sim",
+    "dot_score",
+    "read_manifest",
+    "semantic_search",
+]

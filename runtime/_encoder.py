@@ -1,0 +1,241 @@
+"""`Encoder`: load a bundle once, then turn texts into sentence embeddings with onnxruntime."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from ._batching import pad_batch, plan_batches
+from ._errors import BundleError, InputError
+from ._manifest import Manifest, Variant, read_manifest
+from ._providers import Device, available_cpus, check_session_device, providers_for
+
+PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
+Embeddings = npt.NDArray[np.float32]
+
+
+class Encoder:
+    """Sentence embeddings from a fusembed bundle, without torch.
+
+    Args:
+        bundle: directory written by `fusembed export`.
+        device: "cpu" or "cuda". "cuda" needs onnxruntime-gpu; it never falls back to the CPU.
+        precision: which ONNX variant to run. "auto" picks int8 on CPU and fp16 on CUDA when the
+            bundle has them, else fp32. int8 is never used on CUDA (it is slower there).
+        threads: intra-op threads; default: the CPUs this process may use (cgroup quota aware).
+        verify: check every file's sha256 against the manifest on load.
+
+    Example:
+        >>> enc = Encoder("bundles/all-MiniLM-L6-v2")          # doctest: +SKIP
+        >>> enc.encode(["How many people live in London?"]).shape  # doctest: +SKIP
+        (1, 384)
+
+    An `Encoder` is safe to share between threads; onnxruntime runs concurrent calls.
+    """
+
+    def __init__(
+        self,
+        bundle: str | Path,
+        *,
+        device: Device = "cpu",
+        precision: PrecisionChoice = "auto",
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.bundle = Path(bundle)
+        providers = providers_for(device)
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
+        self.device: Device = device
+        self.variant: Variant = _choose_variant(self.manifest, device, precision)
+        self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
+        self._session = _load_session(
+            self.bundle / self.variant.file, providers, threads or available_cpus()
+        )
+        check_session_device(self._session, device)
+        names = tuple(i.name for i in self._session.get_inputs())
+        if set(names) != set(self.manifest.inputs):
+            raise BundleError(
+                f"{self.bundle / self.variant.file}: graph inputs {names} differ from the "
+                f"manifest's {self.manifest.inputs}; the bundle is damaged"
+            )
+        self._needs_type_ids = "token_type_ids" in names
+        self._lock = threading.Lock()  # guards only the progress bar writer
+
+    # -- what the model is -------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Length of each embedding."""
+        return self.manifest.dim
+
+    @property
+    def max_seq_length(self) -> int:
+        """Word pieces kept per text, [CLS] and [SEP] included; longer texts are truncated."""
+        return self.manifest.max_seq_length
+
+    @property
+    def similarity(self) -> str:
+        """The score that fits the model: "cosine" or "dot" (use `dot_score` for "dot")."""
+        return self.manifest.similarity
+
+    @property
+    def normalized(self) -> bool:
+        """Whether embeddings have unit length (then dot product equals cosine)."""
+        return self.manifest.normalized
+
+    @property
+    def precision(self) -> str:
+        """The variant this encoder runs: "fp32", "int8" or "fp16"."""
+        return self.variant.precision
+
+    def __repr__(self) -> str:
+        return (
+            f"Encoder({str(self.bundle)!r}, device={self.device!r}, precision={self.precision!r}, "
+            f"dim={self.dim}, similarity={self.similarity!r})"
+        )
+
+    # -- encoding ----------------------------------------------------------------------------
+    @overload
+    def encode(
+        self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...
+    ) -> Embeddings: ...
+    @overload
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = ..., show_progress_bar: bool = ...
+    ) -> Embeddings: ...
+
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        *,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> Embeddings:
+        """Embed texts. Returns float32 `(len(texts), dim)`, or `(dim,)` for a single string.
+
+        Output row i is the embedding of texts[i], whatever the batching. Texts longer than
+        `max_seq_length` word pieces are truncated exactly as sentence-transformers does.
+
+        Raises:
+            InputError: texts is not a string or a sequence of strings (the message names the
+                first offending index), or batch_size is not a positive int.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        single = isinstance(texts, str)
+        items = [texts] if isinstance(texts, str) else _check_texts(texts)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if not items:
+            return out
+        encodings = self._tokenizer.encode_batch(items, add_special_tokens=True)
+        rows = [e.ids for e in encodings]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        batches = list(plan_batches(lengths, batch_size))
+        for done, idx in enumerate(batches, 1):
+            width = int(lengths[idx[0]])  # longest first within the batch
+            ids, mask = pad_batch([rows[i] for i in idx], width, self.manifest.pad_token_id)
+            out[idx] = self._run(ids, mask)
+            if show_progress_bar:
+                self._progress(done, len(batches), len(items))
+        return out[0] if single else out
+
+    def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if self._needs_type_ids:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        if self.device == "cuda":
+            return self._run_cuda(feeds)
+        result = self._session.run([self.manifest.output], feeds)[0]
+        return np.asarray(result, dtype=np.float32)
+
+    def _run_cuda(self, feeds: dict[str, npt.NDArray[np.int64]]) -> Embeddings:
+        # IO binding: inputs are copied to the GPU once and the output is allocated there, so
+        # onnxruntime does not stage every tensor through its own host copies.
+        binding = self._session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output(self.manifest.output, "cuda")
+        self._session.run_with_iobinding(binding)
+        return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
+
+    def _progress(self, done: int, total: int, texts: int) -> None:
+        with self._lock:
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\rfusembed: encoded batch {done}/{total} ({texts} texts){end}")
+            sys.stderr.flush()
+
+
+def _check_texts(texts: object) -> list[str]:
+    if isinstance(texts, (bytes, bytearray)):
+        raise InputError("texts must be str or a sequence of str, got bytes; decode it first")
+    if not isinstance(texts, Sequence):
+        if isinstance(texts, np.ndarray) and texts.ndim == 1:
+            texts = texts.tolist()
+        else:
+            raise InputError(
+                f"texts must be str or a sequence of str, got {type(texts).__name__}"
+            )
+    items = list(texts)  # type: ignore[arg-type]
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InputError(
+                f"texts[{i}] is {type(item).__name__} ({item!r:.60}), expected str; "
+                "nothing was encoded"
+            )
+    return items
+
+
+def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoice) -> Variant:
+    have = sorted(manifest.variants)
+    if precision == "auto":
+        preferred = ("fp16", "fp32") if device == "cuda" else ("int8", "fp32")
+        for name in preferred:
+            if name in manifest.variants:
+                return manifest.variants[name]
+        raise BundleError(f"bundle has no variant usable on {device} (it has {have})")
+    if precision not in ("fp32", "int8", "fp16"):
+        raise ValueError(f"precision must be 'auto', 'fp32', 'int8' or 'fp16', got {precision!r}")
+    if precision == "int8" and device == "cuda":
+        raise ValueError("precision='int8' is for the CPU; on CUDA use 'fp16' or 'fp32'")
+    if precision not in manifest.variants:
+        raise BundleError(
+            f"bundle has no {precision!r} variant; it has {have}. "
+            "Re-export with that precision or choose one of those."
+        )
+    return manifest.variants[precision]
+
+
+def _load_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for every parse failure
+        raise BundleError(f"{path}: not a readable tokenizers file ({exc}); re-export the bundle") from None
+    truncation = tokenizer.truncation
+    if truncation is None or truncation.get("max_length") != manifest.max_seq_length:
+        raise BundleError(
+            f"{path}: truncation {truncation} does not match the manifest's max_seq_length "
+            f"{manifest.max_seq_length}; the bundle is damaged"
+        )
+    return tokenizer
+
+
+def _load_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises several unrelated types for a bad model file
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"{path}: onnxruntime cannot load this ONNX file ({first_line})") from None

@@ -1,0 +1,197 @@
+"""The bundle manifest: everything the runtime knows about a model, typed and checked on load.
+
+A bundle is a directory holding `manifest.json`, the ONNX variant(s) and `tokenizer.json`. Nothing
+is guessed from file names: the manifest names every file with its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from ._errors import BundleError
+
+FORMAT = "fusembed-bundle"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"]
+Similarity = Literal["cosine", "dot"]
+Precision = Literal["fp32", "int8", "fp16"]
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How close a variant's embeddings are to sentence-transformers (torch) on the same texts."""
+
+    texts: int
+    max_abs_diff: float
+    min_cosine: float
+    mean_cosine: float
+    tokenization_match: bool
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ONNX file of the bundle and how it was made."""
+
+    precision: Precision
+    file: str
+    parity: Parity
+    optimized: bool = False
+    fusions: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the exported model came from."""
+
+    model: str
+    revision: str | None
+    kind: Literal["local", "hub", "embedded"]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The contract between export and runtime. See README, "The bundle format"."""
+
+    source: Source
+    dim: int
+    pooling: Pooling
+    normalized: bool
+    similarity: Similarity
+    max_seq_length: int
+    inputs: tuple[str, ...]
+    output: str
+    pad_token_id: int
+    tokenizer: str
+    variants: Mapping[str, Variant]
+    files: Mapping[str, str]
+    exporter: Mapping[str, str] = field(default_factory=dict)
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise BundleError(f"{where}: field {key!r} is missing; re-export the bundle")
+    value = data[key]
+    # bool is an int subclass; a manifest that says `"dim": true` is damaged, not 1-dimensional.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BundleError(f"{where}: field {key!r} has the wrong type ({value!r}); re-export the bundle")
+    return value
+
+
+def _choice(value: str, allowed: Any, key: str, where: str) -> Any:
+    if value not in get_args(allowed):
+        raise BundleError(f"{where}: {key} {value!r} is not one of {get_args(allowed)}")
+    return value
+
+
+def _parse(data: Mapping[str, Any], where: str) -> Manifest:
+    if data.get("format") != FORMAT:
+        raise BundleError(f"{where}: not a fusembed manifest (format {data.get('format')!r})")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: bundle format version {version!r} is not supported by this fusembed "
+            f"(it reads version {FORMAT_VERSION}); re-export the model with this version"
+        )
+    src = _require(data, "source", dict, where)
+    variants: dict[str, Variant] = {}
+    for name, raw in _require(data, "variants", dict, where).items():
+        vwhere = f"{where} variant {name!r}"
+        par = _require(raw, "parity", dict, vwhere)
+        variants[name] = Variant(
+            precision=_choice(_require(raw, "precision", str, vwhere), Precision, "precision", vwhere),
+            file=_require(raw, "file", str, vwhere),
+            parity=Parity(
+                texts=_require(par, "texts", int, vwhere),
+                max_abs_diff=float(_require(par, "max_abs_diff", (int, float), vwhere)),
+                min_cosine=float(_require(par, "min_cosine", (int, float), vwhere)),
+                mean_cosine=float(_require(par, "mean_cosine", (int, float), vwhere)),
+                tokenization_match=_require(par, "tokenization_match", bool, vwhere),
+            ),
+            optimized=bool(raw.get("optimized", False)),
+            fusions=dict(raw.get("fusions", {})),
+        )
+    if not variants:
+        raise BundleError(f"{where}: the bundle lists no ONNX variants; re-export it")
+    return Manifest(
+        source=Source(
+            model=_require(src, "model", str, where),
+            revision=src.get("revision"),
+            kind=_choice(_require(src, "kind", str, where), Literal["local", "hub", "embedded"], "source kind", where),
+        ),
+        dim=_require(data, "dim", int, where),
+        pooling=_choice(_require(data, "pooling", str, where), Pooling, "pooling", where),
+        normalized=_require(data, "normalized", bool, where),
+        similarity=_choice(_require(data, "similarity", str, where), Similarity, "similarity", where),
+        max_seq_length=_require(data, "max_seq_length", int, where),
+        inputs=tuple(_require(data, "inputs", list, where)),
+        output=_require(data, "output", str, where),
+        pad_token_id=_require(data, "pad_token_id", int, where),
+        tokenizer=_require(data, "tokenizer", str, where),
+        variants=variants,
+        files=dict(_require(data, "files", dict, where)),
+        exporter=dict(data.get("exporter", {})),
+    )
+
+
+def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:
+    """Read and check `bundle_dir/manifest.json`, and (by default) every file's sha256.
+
+    Raises:
+        BundleError: naming the file that is missing, unreadable, damaged or of another format.
+    """
+    if not bundle_dir.is_dir():
+        raise BundleError(f"bundle directory {str(bundle_dir)!r} does not exist or is not a directory")
+    path = bundle_dir / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BundleError(
+            f"{path}: no manifest; this is not a fusembed bundle (create one with `fusembed export`)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc}); the bundle is damaged") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{path}: expected a JSON object; the bundle is damaged")
+    manifest = _parse(data, str(path))
+    named = {manifest.tokenizer, *(v.file for v in manifest.variants.values())}
+    for name in sorted(named - set(manifest.files)):
+        raise BundleError(f"{path}: file {name!r} has no sha256 entry; the bundle is damaged")
+    for name, expected in manifest.files.items():
+        file = bundle_dir / name
+        if not file.is_file():
+            raise BundleError(f"{file}: listed in the manifest but missing from the bundle")
+        if verify_hashes:
+            try:
+                actual = sha256_of(file)
+            except OSError as exc:
+                raise BundleError(f"{file}: cannot be read ({exc})") from None
+            if actual != expected:
+                raise BundleError(
+                    f"{file}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…); "
+                    "the file was changed or damaged after export; re-export the bundle"
+                )
+    return manifest
