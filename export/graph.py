@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSE
         quiet = io.StringIO()
         logging.getLogger("optimum").setLevel(logging.ERROR)
         try:
-            with contextlib.redirect_stdout(quiet):
+            with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+                _silence_tracing_noise()
                 main_export(
                     str(model.path), work, task="feature-extraction",
                     library_name="sentence_transformers", opset=opset, device="cpu",
@@ -74,6 +76,21 @@ def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSE
         path=out_path, inputs=tuple(i.name for i in graph.graph.input), output=OUTPUT,
         nodes=len(graph.graph.node), opset=opset,
     )
+
+
+def _silence_tracing_noise() -> None:
+    """Hide warnings that tracing always emits and the user cannot act on.
+
+    The TorchScript exporter (which optimum drives) is deprecated in torch >= 2.9, and tracing
+    warns at every Python branch on a tensor's shape; the parity check is what proves the trace
+    right, so these only bury the export's own report.
+    """
+    import torch
+
+    warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|optimum)\.")
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:

@@ -1,0 +1,226 @@
+"""The `fusembed` command: export, encode, search, info.
+
+Exit codes: 0 success, 1 the work failed (bad bundle, unreadable input, failed export),
+2 the command line was wrong, 130 interrupted. Errors go to stderr, without tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+import numpy as np
+
+from . import __version__
+from ._encoder import Encoder
+from ._errors import FusembedError, InputError
+from ._manifest import read_manifest
+from ._similarity import cos_sim, dot_score, semantic_search
+
+
+class _CliError(Exception):
+    """A failure to report in one line and exit 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("fusembed: interrupted", file=sys.stderr)
+        return 130
+    except (FusembedError, _CliError, ImportError, OSError) as exc:
+        print(f"fusembed {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusembed",
+        description="Sentence embeddings from fused ONNX graphs, with no torch at run time.",
+    )
+    parser.add_argument("--version", action="version", version=f"fusembed {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("export", help="export a sentence-transformers model to a bundle (needs the export extra)")
+    p.add_argument("model", metavar="MODEL", help="local folder, hub id (org/name) or 'all-MiniLM-L6-v2'")
+    p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="bundle directory to create")
+    p.add_argument("--revision", help="hub revision (branch, tag or commit)")
+    p.add_argument("--cache-dir", type=Path, help="Hugging Face cache directory (default: HF_HUB_CACHE)")
+    p.add_argument("--similarity", choices=("cosine", "dot"),
+                   help="score function to record when the model's files do not name one")
+    p.add_argument("--no-optimize", dest="optimize", action="store_false",
+                   help="skip onnxruntime's transformer fusions")
+    p.add_argument("--min-cosine", type=float, default=0.99999,
+                   help="fp32 parity gate against sentence-transformers (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a bundle")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
+    p.set_defaults(run=_export)
+
+    def encoder_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+        p.add_argument("--precision", choices=("auto", "fp32", "int8", "fp16"), default="auto")
+        p.add_argument("--batch-size", type=_positive_int, default=32)
+
+    def text_input(p: argparse.ArgumentParser, flag: str, what: str) -> None:
+        p.add_argument(flag, dest="input", type=Path, required=True,
+                       help=f"{what}: one text per line, or JSONL (*.jsonl) with --field")
+        p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+
+    p = sub.add_parser("encode", help="embed texts from a file into a .npy matrix")
+    encoder_options(p)
+    text_input(p, "--input", "texts to embed")
+    p.add_argument("--output", type=Path, required=True, help="where to write the (n, dim) float32 .npy")
+    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.set_defaults(run=_encode)
+
+    p = sub.add_parser("search", help="rank documents from a file against a query")
+    encoder_options(p)
+    p.add_argument("--query", required=True, help="the query text")
+    text_input(p, "--docs", "documents")
+    p.add_argument("--top-k", type=_positive_int, default=10, help="results to print (default: 10)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of 'score document' lines")
+    p.set_defaults(run=_search)
+
+    p = sub.add_parser("info", help="show what a bundle's manifest says")
+    p.add_argument("bundle", metavar="BUNDLE", type=Path)
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(run=_info)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def read_texts(path: Path, field: str) -> list[str]:
+    """Texts from a file: JSONL (by suffix .jsonl/.ndjson) with `field`, else one per line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _CliError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise _CliError(f"{path}: is a directory, expected a text file") from None
+    except PermissionError:
+        raise _CliError(f"{path}: permission denied") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _CliError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})") from None
+    lines = text.splitlines()
+    if path.suffix.lower() not in (".jsonl", ".ndjson"):
+        return lines
+    texts: list[str] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            raise _CliError(f"{path}: line {number} is empty; JSONL needs one object per line")
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise _CliError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or field not in record:
+            raise _CliError(f"{path}: line {number} has no field {field!r} (use --field)")
+        if not isinstance(record[field], str):
+            raise _CliError(
+                f"{path}: line {number}: field {field!r} is {type(record[field]).__name__}, expected a string"
+            )
+        texts.append(record[field])
+    return texts
+
+
+def _encoder(args: argparse.Namespace) -> Encoder:
+    return Encoder(args.bundle, device=args.device, precision=args.precision)
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        from fusembed.export import ExportOptions, export_model
+    except ImportError as exc:
+        missing = exc.name or "a dependency"
+        raise ImportError(
+            f"export needs the export extra ({missing} is not installed): pip install 'fusembed[export]'"
+        ) from None
+    log = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    report = export_model(args.model, args.out_dir, log=log, options=ExportOptions(
+        revision=args.revision, cache_dir=args.cache_dir, similarity=args.similarity,
+        optimize=args.optimize, min_cosine=args.min_cosine, overwrite=args.overwrite,
+    ))
+    parity = report.manifest.variants["fp32"].parity
+    print(f"wrote {report.bundle} ({report.manifest.dim}-dim, {report.manifest.similarity}; "
+          f"fp32 min cosine {parity.min_cosine:.7f} vs sentence-transformers)")
+    return 0
+
+
+def _encode(args: argparse.Namespace) -> int:
+    if args.output.suffix != ".npy":
+        raise _CliError(f"--output {args.output}: must end in .npy")
+    if not args.output.parent.is_dir():
+        raise _CliError(f"--output {args.output}: directory {args.output.parent} does not exist")
+    texts = read_texts(args.input, args.field)
+    embeddings = _encoder(args).encode(texts, batch_size=args.batch_size,
+                                       show_progress_bar=args.progress)
+    partial = args.output.with_name(f".{args.output.name}.partial")
+    with partial.open("wb") as fh:  # write then rename: no half-written .npy on failure
+        np.save(fh, embeddings)
+    os.replace(partial, args.output)
+    print(f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32", file=sys.stderr)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    docs = read_texts(args.input, args.field)
+    if not docs:
+        raise InputError(f"{args.input}: no documents to search")
+    encoder = _encoder(args)
+    query_emb = encoder.encode(args.query)
+    doc_emb = encoder.encode(docs, batch_size=args.batch_size)
+    score = dot_score if encoder.similarity == "dot" else cos_sim
+    hits = semantic_search(query_emb, doc_emb, top_k=args.top_k, score_function=score)[0]
+    if args.json:
+        print(json.dumps([{"score": h["score"], "corpus_id": h["corpus_id"], "document": docs[h["corpus_id"]]}
+                          for h in hits], ensure_ascii=False))
+        return 0
+    print("Query:", args.query)
+    for hit in hits:
+        print(f"{hit['score']:.4f}", docs[hit["corpus_id"]])
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.bundle)
+    if args.json:
+        print(manifest.to_json(), end="")
+        return 0
+    src = manifest.source
+    print(f"bundle      {args.bundle}")
+    print(f"model       {src.model} ({src.kind}, revision {src.revision})")
+    print(f"dim         {manifest.dim}")
+    print(f"pooling     {manifest.pooling}")
+    print(f"normalized  {manifest.normalized}")
+    print(f"similarity  {manifest.similarity}")
+    print(f"max tokens  {manifest.max_seq_length}")
+    print(f"inputs      {', '.join(manifest.inputs)} -> {manifest.output}")
+    print("variants:")
+    for name, v in manifest.variants.items():
+        size = (args.bundle / v.file).stat().st_size / 1e6
+        p = v.parity
+        print(f"  {name:5} {v.file:16} {size:7.1f} MB  min cosine {p.min_cosine:.7f}  "
+              f"mean {p.mean_cosine:.7f}  max abs diff {p.max_abs_diff:.1e}  ({p.texts} texts)"
+              f"{'  fused: ' + ', '.join(f'{k} {n}' for k, n in v.fusions.items()) if v.fusions else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A damaged bundle gives a BundleError that names the file, never an onnxruntime traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fusembed import BundleError, Encoder, read_manifest
+from fusembed._manifest import sha256_of
+
+
+@pytest.fixture
+def bundle(tiny_bundle: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
+
+
+def _edit_manifest(bundle: Path, change: Callable[[dict], None]) -> None:
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_a_good_bundle_loads(bundle: Path) -> None:
+    assert Encoder(bundle).encode("hello").shape == (32,)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="does not exist"):
+        Encoder(tmp_path / "nope")
+
+
+def test_directory_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match=r"manifest\.json: no manifest"):
+        Encoder(tmp_path)
+
+
+def test_manifest_not_json(bundle: Path) -> None:
+    (bundle / "manifest.json").write_text("{ not json")
+    with pytest.raises(BundleError, match=r"manifest\.json: not valid JSON"):
+        Encoder(bundle)
+
+
+def test_unknown_format_version(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda d: d.update(format_version=99))
+    with pytest.raises(BundleError, match="format version 99 is not supported"):
+        Encoder(bundle)
+
+
+def test_missing_field(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda d: d.pop("dim"))
+    with pytest.raises(BundleError, match="'dim' is missing"):
+        Encoder(bundle)
+
+
+def test_wrong_field_type(bundle: Path) -> None:
+    _edit_manifest(bundle, lambda d: d.update(normalized="yes"))
+    with pytest.raises(BundleError, match="'normalized' has the wrong type"):
+        read_manifest(bundle)
+
+
+def test_missing_onnx_file(bundle: Path) -> None:
+    (bundle / "model.onnx").unlink()
+    with pytest.raises(BundleError, match=r"model\.onnx: listed in the manifest but missing"):
+        Encoder(bundle)
+
+
+def test_changed_file_fails_its_sha256(bundle: Path) -> None:
+    with (bundle / "model.onnx").open("r+b") as fh:
+        fh.seek(1000)
+        fh.write(b"\x00garbage\x00")
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 mismatch"):
+        Encoder(bundle)
+
+
+def test_damaged_onnx_with_matching_hash_is_still_named(bundle: Path) -> None:
+    onnx_file = bundle / "model.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:5000])  # truncated protobuf
+    _edit_manifest(bundle, lambda d: d["files"].update({"model.onnx": sha256_of(onnx_file)}))
+    with pytest.raises(BundleError, match=r"model\.onnx: onnxruntime cannot load this ONNX file"):
+        Encoder(bundle)
+
+
+def test_damaged_tokenizer(bundle: Path) -> None:
+    (bundle / "tokenizer.json").write_text('{"version": "1.0", "model": 5}')
+    with pytest.raises(BundleError, match=r"tokenizer\.json: not a readable tokenizers file"):
+        Encoder(bundle, verify=False)
+
+
+def test_unreadable_manifest(bundle: Path) -> None:
+    (bundle / "manifest.json").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(BundleError, match=r"manifest\.json: cannot be read"):
+        Encoder(bundle)
+
+
+def test_precision_the_bundle_lacks_lists_what_it_has(bundle: Path) -> None:
+    with pytest.raises(BundleError, match=r"no 'int8' variant; it has \['fp32'\]"):
+        Encoder(bundle, precision="int8")
+
+
+def test_int8_is_refused_on_cuda_before_anything_loads(bundle: Path) -> None:
+    from fusembed._encoder import _choose_variant
+
+    with pytest.raises(ValueError, match="int8' is for the CPU"):
+        _choose_variant(read_manifest(bundle), "cuda", "int8")

@@ -1,0 +1,142 @@
+"""The `fusembed` command as a shell user meets it: outputs, exit codes, messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusembed import Encoder
+from fusembed.cli import main
+
+DOCS = ["Around 9 Million people live in London", "London is known for its financial district"]
+
+
+@pytest.fixture
+def docs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    return path
+
+
+def test_search_prints_scores_like_the_seed_example(
+    minilm_bundle: Path, docs_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["search", str(minilm_bundle), "--query", "How many people live in London?",
+                 "--docs", str(docs_file), "--top-k", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0] == "Query: How many people live in London?"
+    first_score, first_doc = lines[1].split(" ", 1)
+    assert first_doc == DOCS[0] and float(first_score) > 0.8
+    assert lines[2].endswith(DOCS[1])
+
+
+def test_search_json(minilm_bundle: Path, docs_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["search", str(minilm_bundle), "--query", "finance", "--docs", str(docs_file),
+                 "--top-k", "1", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits == [{"score": pytest.approx(hits[0]["score"]), "corpus_id": 1, "document": DOCS[1]}]
+
+
+def test_encode_lines_to_npy(minilm_bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("first\n\nthird line\n", encoding="utf-8")  # the empty line is a text too
+    out = tmp_path / "out.npy"
+    assert main(["encode", str(minilm_bundle), "--input", str(src), "--output", str(out)]) == 0
+    got = np.load(out)
+    np.testing.assert_allclose(got, Encoder(minilm_bundle).encode(["first", "", "third line"]), atol=1e-6)
+
+
+def test_encode_jsonl_field(minilm_bundle: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps({"id": i, "body": d}) for i, d in enumerate(DOCS)) + "\n")
+    out = tmp_path / "out.npy"
+    assert main(["encode", str(minilm_bundle), "--input", str(src), "--field", "body",
+                 "--output", str(out)]) == 0
+    assert np.load(out).shape == (2, 384)
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b'{"text": "a"}\n{"txt": "b"}\n', "in.jsonl", "line 2 has no field 'text'"),
+        (b'{"text": "a"}\nnot json\n', "in.jsonl", "line 2 is not valid JSON"),
+        (b'{"text": 5}\n', "in.jsonl", "field 'text' is int, expected a string"),
+        (b"ok\n\xff\xfe broken\n", "in.txt", "line 2 is not valid UTF-8"),
+    ],
+)
+def test_encode_bad_input_files(
+    minilm_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    content: bytes, name: str, message: str,
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(content)
+    out = tmp_path / "out.npy"
+    assert main(["encode", str(minilm_bundle), "--input", str(src), "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_encode_missing_input_and_bad_output(
+    minilm_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["encode", str(minilm_bundle), "--input", str(tmp_path / "none.txt"),
+                 "--output", str(tmp_path / "o.npy")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "in.txt").write_text("a\n")
+    assert main(["encode", str(minilm_bundle), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "o.csv")]) == 1
+    assert "must end in .npy" in capsys.readouterr().err
+    assert main(["encode", str(minilm_bundle), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "no" / "o.npy")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_search_with_empty_docs_file(minilm_bundle: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["search", str(minilm_bundle), "--query", "q", "--docs",
+                 str(tmp_path / "empty.txt")]) == 1
+    assert "no documents" in capsys.readouterr().err
+
+
+def test_info(minilm_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(minilm_bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "similarity  cosine" in out and "fp32" in out and "Attention 6" in out
+    assert main(["info", str(minilm_bundle), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dim"] == 384
+
+
+def test_bad_bundle_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fusembed info: error:") and "no manifest" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["search", "b", "--docs", "d"], ["search", "b", "--query", "q", "--docs", "d",
+                                                          "--top-k", "zero"],
+     ["encode", "b", "--input", "i", "--output", "o.npy", "--device", "tpu"]],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage: fusembed" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry(minilm_bundle: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "fusembed", "info", str(minilm_bundle)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "dim         384" in result.stdout
+    result = subprocess.run([Path(sys.executable).parent / "fusembed", "--version"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("fusembed ")

@@ -1,0 +1,133 @@
+"""Encoder behaviour on the real all-MiniLM-L6-v2 bundle: shapes, order, bad input, threads."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusembed import Encoder, InputError, dot_score
+
+QUERY = "How many people live in London?"
+DOCS = ["Around 9 Million people live in London", "London is known for its financial district"]
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm_bundle: Path) -> Encoder:
+    return Encoder(minilm_bundle)
+
+
+def test_properties_come_from_the_manifest(encoder: Encoder) -> None:
+    assert (encoder.dim, encoder.max_seq_length) == (384, 256)
+    assert encoder.normalized is True
+    assert encoder.similarity == "cosine"
+    assert encoder.precision == "fp32"
+
+
+def test_shapes_and_dtype(encoder: Encoder) -> None:
+    many = encoder.encode(DOCS)
+    one = encoder.encode(QUERY)
+    assert many.shape == (2, 384) and many.dtype == np.float32
+    assert one.shape == (384,) and one.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_list_gives_zero_rows(encoder: Encoder) -> None:
+    out = encoder.encode([])
+    assert out.shape == (0, 384) and out.dtype == np.float32
+
+
+def test_seed_example_ranks_london_population_first(encoder: Encoder) -> None:
+    scores = dot_score(encoder.encode(QUERY), encoder.encode(DOCS))[0]
+    ranked = [doc for _, doc in sorted(zip(scores, DOCS), reverse=True)]
+    assert ranked[0] == "Around 9 Million people live in London"
+    assert scores[0] - scores[1] > 0.2
+
+
+def test_output_order_is_input_order_whatever_the_batching(encoder: Encoder) -> None:
+    from fusembed.export.texts import varied_texts
+
+    texts = varied_texts(60, seed=3)
+    alone = np.stack([encoder.encode(t) for t in texts[:12]])
+    for batch_size in (1, 7, 64):
+        got = encoder.encode(texts, batch_size=batch_size)
+        np.testing.assert_allclose(got[:12], alone, atol=1e-5)
+    reversed_ = encoder.encode(texts[::-1], batch_size=7)[::-1]
+    np.testing.assert_allclose(reversed_, encoder.encode(texts, batch_size=7), atol=1e-5)
+
+
+def test_empty_and_whitespace_strings_are_valid_texts(encoder: Encoder) -> None:
+    out = encoder.encode(["", "   ", "a"])
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out[0], out[1], atol=1e-6)  # stripped, as sentence-transformers does
+
+
+def test_huge_text_is_truncated_not_rejected(encoder: Encoder) -> None:
+    words = ("London is a large city on the Thames " * 200_000).split()
+    huge = " ".join(words)  # about 7 MB
+    head = " ".join(words[:400])  # already past 256 word pieces
+    np.testing.assert_allclose(encoder.encode(huge), encoder.encode(head), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["ok", 3], r"texts\[1\] is int"),
+        ([None], r"texts\[0\] is NoneType"),
+        ("x".encode(), "got bytes"),
+        (42, "got int"),
+        ({"a": 1}, "got dict"),
+        (["ok", b"raw"], r"texts\[1\] is bytes"),
+    ],
+)
+def test_non_strings_get_a_clear_error(encoder: Encoder, texts: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        encoder.encode(texts)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_bad_batch_size(encoder: Encoder, batch_size: object) -> None:
+    with pytest.raises(InputError, match="batch_size"):
+        encoder.encode(["a"], batch_size=batch_size)  # type: ignore[arg-type]
+
+
+def test_numpy_array_of_strings_is_accepted(encoder: Encoder) -> None:
+    arr = np.array(DOCS)
+    np.testing.assert_allclose(encoder.encode(arr), encoder.encode(DOCS), atol=1e-6)  # type: ignore[arg-type]
+
+
+def test_shared_across_threads(encoder: Encoder) -> None:
+    from fusembed.export.texts import varied_texts
+
+    texts = varied_texts(48, seed=5)
+    expected = encoder.encode(texts, batch_size=8)
+    results: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = encoder.encode(texts[i::4], batch_size=3)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_allclose(results[i], expected[i::4], atol=1e-5)
+
+
+def test_progress_bar_goes_to_stderr(encoder: Encoder, capsys: pytest.CaptureFixture[str]) -> None:
+    encoder.encode(["a", "b", "c"], batch_size=1, show_progress_bar=True)
+    captured = capsys.readouterr()
+    assert "batch 3/3" in captured.err and captured.out == ""
+
+
+def test_bad_threads_option(minilm_bundle: Path) -> None:
+    with pytest.raises(ValueError, match="threads"):
+        Encoder(minilm_bundle, threads=0)
