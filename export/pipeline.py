@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusembed._errors import BundleError, ExportError
 from fusembed._manifest import Manifest, Parity, Variant
 
 from .bundle import (
@@ -110,7 +111,10 @@ def export_model(
         def verify() -> Parity:
             st_model = load_sentence_transformer(resolved.path)
             reference = reference_for(st_model, options.parity_texts, facts)
-            parity, worst = compare(reference, staging, "fp32")
+            try:
+                parity, worst = compare(reference, staging, "fp32")
+            except BundleError as exc:
+                raise ExportError(f"the bundle just written does not load: {exc}") from None
             gate(parity, worst, "fp32", options.min_cosine)
             return parity
 
