@@ -113,14 +113,10 @@ def load_sentence_transformer(bundle: Path, threads: int) -> tuple[Any, str] | s
 
 
 def machine_line(threads: int) -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    cpu = names[0] if names else platform.processor() or "unknown CPU"
     return (f"machine: {cpu}; {threads} usable cores of {os.cpu_count()}; "
             f"python {platform.python_version()}; onnxruntime {onnxruntime.__version__}")
 
@@ -134,7 +130,7 @@ def table(results: list[Result]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="fusembed vs sentence-transformers latency")
     parser.add_argument("bundle", type=Path, help="fusembed bundle folder")
     parser.add_argument("--texts", type=int, default=256, help="short sentences (default 256)")
     parser.add_argument("--repeats", type=int, default=100, help="batch-1 calls (default 100)")
@@ -145,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.texts < 10 or args.repeats < 2 or args.batch_size < 1:
         parser.error("need --texts >= 10, --repeats >= 2, --batch-size >= 1")
 
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    threads = len(os.sched_getaffinity(0))  # the CPUs this process may use (Linux)
     texts = short_texts(args.texts)
     enc = Encoder(args.bundle, device="cpu", threads=threads)
     results = [measure(f"fusembed ({enc.precision})",
@@ -177,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"- {note}" for note in notes]
     lines += [f"- {args.texts} texts, {args.repeats} batch-1 repeats, "
               f"batch size {args.batch_size}", f"- {machine_line(threads)}",
-              f"- command: `{shlex.join(getattr(sys, 'orig_argv', [sys.executable, *sys.argv]))}`"]
+              f"- command: `{shlex.join(sys.orig_argv)}`"]
     report = "\n".join(lines)
     print(report)
     if args.output:

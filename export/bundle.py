@@ -9,10 +9,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from tokenizers import Tokenizer, normalizers
-
 from fusembed._errors import ExportError
 from fusembed._manifest import MANIFEST_NAME, Manifest, Variant, sha256_of
+from tokenizers import Tokenizer, normalizers
 
 from .resolve import ModelFacts
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-
 from fusembed._errors import ExportError
 
 from .resolve import ResolvedModel

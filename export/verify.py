@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fusembed._encoder import Encoder
 from fusembed._errors import ExportError
 from fusembed._manifest import Parity
@@ -34,7 +33,9 @@ def load_sentence_transformer(path: Path) -> Any:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
-        raise ImportError("parity checks need sentence-transformers: pip install 'fusembed[export]'") from None
+        raise ImportError(
+            "parity checks need sentence-transformers: pip install 'fusembed[export]'"
+        ) from None
     return SentenceTransformer(str(path), device="cpu")
 
 

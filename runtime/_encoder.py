@@ -177,21 +177,18 @@ class Encoder:
 def _check_texts(texts: object) -> list[str]:
     if isinstance(texts, (bytes, bytearray)):
         raise InputError("texts must be str or a sequence of str, got bytes; decode it first")
+    if isinstance(texts, np.ndarray) and texts.ndim == 1:
+        texts = texts.tolist()
     if not isinstance(texts, Sequence):
-        if isinstance(texts, np.ndarray) and texts.ndim == 1:
-            texts = texts.tolist()
-        else:
-            raise InputError(
-                f"texts must be str or a sequence of str, got {type(texts).__name__}"
-            )
-    items = list(texts)  # type: ignore[arg-type]
+        raise InputError(f"texts must be str or a sequence of str, got {type(texts).__name__}")
+    items: list[object] = list(texts)
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise InputError(
                 f"texts[{i}] is {type(item).__name__} ({item!r:.60}), expected str; "
                 "nothing was encoded"
             )
-    return items
+    return items  # type: ignore[return-value]  # every item was just checked to be a str
 
 
 def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoice) -> Variant:

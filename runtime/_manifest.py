@@ -22,6 +22,7 @@ MANIFEST_NAME = "manifest.json"
 Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken"]
 Similarity = Literal["cosine", "dot"]
 Precision = Literal["fp32", "int8", "fp16"]
+SourceKind = Literal["local", "hub", "embedded"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Source:
 
     model: str
     revision: str | None
-    kind: Literal["local", "hub", "embedded"]
+    kind: SourceKind
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
         source=Source(
             model=_require(src, "model", str, where),
             revision=src.get("revision"),
-            kind=_choice(_require(src, "kind", str, where), Literal["local", "hub", "embedded"], "source kind", where),
+            kind=_choice(_require(src, "kind", str, where), SourceKind, "source kind", where),
         ),
         dim=_require(data, "dim", int, where),
         pooling=_choice(_require(data, "pooling", str, where), Pooling, "pooling", where),

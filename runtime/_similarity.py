@@ -41,14 +41,14 @@ def dot_score(a: ArrayLike, b: ArrayLike) -> Scores:
     a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
     if a2.shape[1] != b2.shape[1]:
         raise ValueError(f"dimension mismatch: a has {a2.shape[1]}, b has {b2.shape[1]}")
-    return a2 @ b2.T
+    return np.asarray(a2 @ b2.T, dtype=np.float32)
 
 
 def normalize(x: ArrayLike) -> npt.NDArray[np.float32]:
     """L2-normalise rows as torch's `F.normalize` does (norms clamped at 1e-12)."""
     arr = _as_2d(x, "x")
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, np.float32(1e-12))
+    return np.asarray(arr / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
 
 
 def cos_sim(a: ArrayLike, b: ArrayLike) -> Scores:
@@ -91,7 +91,7 @@ def semantic_search(
         best_ids = np.concatenate([best_ids, part + start], axis=1)
         best_scores = np.concatenate([best_scores, np.take_along_axis(scores, part, 1)], axis=1)
     results: list[list[Hit]] = []
-    for ids, scores in zip(best_ids, best_scores):
+    for ids, scores in zip(best_ids, best_scores, strict=True):
         order = np.lexsort((ids, -scores))[:top_k]
         results.append([Hit(corpus_id=int(ids[j]), score=float(scores[j])) for j in order])
     return results

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
 import numpy as np
 
 from . import __version__
@@ -46,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fusembed {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("export", help="export a sentence-transformers model to a bundle (needs the export extra)")
+    p = sub.add_parser(
+        "export", help="export a sentence-transformers model to a bundle (needs the export extra)"
+    )
     p.add_argument("model", metavar="MODEL", help="local folder, hub id (org/name) or 'all-MiniLM-L6-v2'")
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="bundle directory to create")
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
@@ -123,11 +126,11 @@ def read_texts(path: Path, field: str) -> list[str]:
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         return lines
     texts: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    for number, row in enumerate(lines, 1):
+        if not row.strip():
             raise _CliError(f"{path}: line {number} is empty; JSONL needs one object per line")
         try:
-            record = json.loads(line)
+            record = json.loads(row)
         except json.JSONDecodeError as exc:
             raise _CliError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or field not in record:
@@ -146,7 +149,7 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        from fusembed.export import ExportOptions, export_model
+        from fusembed.export import ExportOptions, export_model  # type: ignore[import-not-found]
     except ImportError as exc:
         missing = exc.name or "a dependency"
         raise ImportError(

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from fusembed import Encoder, ExportError
 from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
@@ -28,9 +27,8 @@ def test_failed_parity_gate_writes_nothing(folder: Path, tmp_path: Path) -> None
 def test_tokenizer_that_differs_from_sentence_transformers_fails(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tokenizers import normalizers
-
     from fusembed.export import bundle as bundle_step
+    from tokenizers import normalizers
 
     # A tokenizer that rewrites one word: vectors may stay close, token ids do not.
     monkeypatch.setattr(bundle_step.normalizers, "Strip", lambda: normalizers.Replace("London", "Paris"))
@@ -50,7 +48,7 @@ def test_truncation_inconsistent_with_manifest_fails(
         return real(self, max_length - 1, **kw)
 
     monkeypatch.setattr(bundle_step.Tokenizer, "enable_truncation", off_by_one)
-    with pytest.raises(ExportError, match="does not load: .*does not match the manifest's max_seq_length"):
+    with pytest.raises(ExportError, match=r"does not load: .*does not match the manifest's max_seq_length"):
         export_model(folder, tmp_path / "bundle")
     assert list(tmp_path.iterdir()) == []
 
@@ -59,7 +57,7 @@ def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     export_model(folder, out)
     first = (out / "manifest.json").read_text()
-    with pytest.raises(ExportError, match="already exists; pass --overwrite"):
+    with pytest.raises(ExportError, match=r"already exists; pass --overwrite"):
         export_model(folder, out)
     assert (out / "manifest.json").read_text() == first
     export_model(folder, out, options=ExportOptions(overwrite=True))

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from fusembed import Encoder
 from fusembed.export import export_model
 from fusembed.export.replicas import SEEDS, tiny

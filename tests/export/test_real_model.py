@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from fusembed import Encoder
 from fusembed.export.texts import varied_texts
 

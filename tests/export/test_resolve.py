@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from fusembed import ExportError
 from fusembed.export.replicas import SEEDS, tiny
 from fusembed.export.resolve import read_facts, resolve_model
@@ -88,7 +87,7 @@ def test_similarity_from_config_and_override(folder: Path, tmp_path: Path) -> No
     assert read_facts(copy).similarity == "cosine"
     assert read_facts(copy, similarity="dot").similarity_source == "option"
     (copy / "config_sentence_transformers.json").write_text('{"similarity_fn_name": "euclidean"}')
-    with pytest.raises(ExportError, match="'euclidean' .* not supported"):
+    with pytest.raises(ExportError, match=r"'euclidean' .* not supported"):
         read_facts(copy)
 
 

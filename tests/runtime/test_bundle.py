@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from fusembed import BundleError, Encoder, read_manifest
 from fusembed._manifest import sha256_of
 

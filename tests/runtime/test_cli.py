@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fusembed import Encoder
 from fusembed.cli import main
 

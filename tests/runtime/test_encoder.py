@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fusembed import Encoder, InputError, dot_score
 
 QUERY = "How many people live in London?"
@@ -41,7 +40,7 @@ def test_empty_list_gives_zero_rows(encoder: Encoder) -> None:
 
 def test_seed_example_ranks_london_population_first(encoder: Encoder) -> None:
     scores = dot_score(encoder.encode(QUERY), encoder.encode(DOCS))[0]
-    ranked = [doc for _, doc in sorted(zip(scores, DOCS), reverse=True)]
+    ranked = [doc for _, doc in sorted(zip(scores, DOCS, strict=True), reverse=True)]
     assert ranked[0] == "Around 9 Million people live in London"
     assert scores[0] - scores[1] > 0.2
 
@@ -76,7 +75,7 @@ def test_huge_text_is_truncated_not_rejected(encoder: Encoder) -> None:
     [
         (["ok", 3], r"texts\[1\] is int"),
         ([None], r"texts\[0\] is NoneType"),
-        ("x".encode(), "got bytes"),
+        (b"x", "got bytes"),
         (42, "got int"),
         ({"a": 1}, "got dict"),
         (["ok", b"raw"], r"texts\[1\] is bytes"),

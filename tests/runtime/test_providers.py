@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
-
 from fusembed import Encoder, ProviderUnavailableError
 from fusembed import _providers as providers
 

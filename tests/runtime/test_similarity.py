@@ -6,7 +6,6 @@ import doctest
 
 import numpy as np
 import pytest
-
 from fusembed import _similarity, cos_sim, dot_score, semantic_search
 
 st_util = pytest.importorskip("sentence_transformers.util")
@@ -35,7 +34,7 @@ def test_semantic_search_matches(data: tuple[np.ndarray, np.ndarray], score: str
     ours_fn, theirs_fn = (cos_sim, st_util.cos_sim) if score == "cos" else (dot_score, st_util.dot_score)
     ours = semantic_search(q, c, top_k=7, score_function=ours_fn, corpus_chunk_size=9)
     theirs = st_util.semantic_search(q, c, top_k=7, score_function=theirs_fn)
-    for o, t in zip(ours, theirs):
+    for o, t in zip(ours, theirs, strict=True):
         assert [h["corpus_id"] for h in o] == [h["corpus_id"] for h in t]
         np.testing.assert_allclose([h["score"] for h in o], [h["score"] for h in t], rtol=1e-5)
 

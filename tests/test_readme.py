@@ -1,0 +1,53 @@
+"""The README's examples run, in order, as a newcomer would run them: `sh` blocks line by line in a
+shell, `python` blocks as scripts with torch made unimportable. (`bash` blocks are set-up commands
+such as `make` and `pip`, which the test suite itself is running under.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.blocker import run_blocked
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
+
+
+def _blocks() -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(2)) for m in BLOCK.finditer((ROOT / "README.md").read_text())]
+
+
+def test_readme_has_runnable_examples() -> None:
+    kinds = [kind for kind, _ in _blocks()]
+    assert kinds.count("python") >= 2 and kinds.count("sh") >= 2
+
+
+@pytest.mark.slow
+def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    outputs: list[str] = []
+    for kind, code in _blocks():
+        if kind == "sh":
+            for line in code.splitlines():
+                result = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,
+                                        check=False, timeout=600)
+                assert result.returncode == 0, f"{line}\n{result.stderr}"
+                outputs.append(result.stdout)
+        elif kind == "python":
+            result = run_blocked(code)
+            assert result.returncode == 0, f"{code}\n{result.stderr}"
+            outputs.append(result.stdout)
+    text = "\n".join(outputs)
+    # The seed example ranks the population sentence first, from Python and from the CLI.
+    assert re.search(r"Query: How many people live in London\?\n0\.8\d+ Around 9 Million", text)
+    assert re.search(r"\n0\.88\d* Around 9 Million people live in London\n0\.45\d* London is known", text)
+    assert "A man is riding a horse." in text.split("Someone", 1)[-1] or "riding a horse" in text
+    assert Path("london.npy").is_file()
