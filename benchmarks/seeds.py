@@ -36,9 +36,10 @@ NOTE = (
     "configuration with random weights (and the real uncased tokenizer), because the hub cannot "
     "be reached here. Retrieval quality is therefore not measured; the table shows only parity "
     "with sentence-transformers (torch, CPU) and facts that do not depend on the weights or the "
-    "machine's speed. Only the last row uses real weights. Cosines are between the fusembed and "
-    "sentence-transformers embedding of the same text (for the unnormalised dot-product seed, "
-    "cosine of the raw vectors); max abs diff is over every element of every embedding."
+    "machine's speed. The all-MiniLM-L6-v2 row is the real model with its real weights. Cosines "
+    "are between the fusembed and sentence-transformers embeddings of the same text (for the "
+    "unnormalised dot-product seed, cosine of the raw vectors); max abs diff is over every "
+    "element of every embedding."
 )
 
 
