@@ -149,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = len(os.sched_getaffinity(0))  # the CPUs this process may use (Linux)
     start = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
     texts = short_texts(args.texts)
-    enc = Encoder(args.bundle, device="cpu", threads=threads)
-    results = [measure(f"fusembed ({enc.precision})",
-                       lambda t, b: enc.encode(t, batch_size=b), texts, args.repeats,
-                       args.batch_size)]
+    cpu_variants = [p for p in read_manifest(args.bundle).variants if p != "fp16"]  # fp16 is for CUDA
+    results = []
+    for precision in cpu_variants:
+        enc = Encoder(args.bundle, device="cpu", precision=precision, threads=threads)  # type: ignore[arg-type]
+        results.append(measure(f"fusembed ({precision})",
+                               lambda t, b, enc=enc: enc.encode(t, batch_size=b), texts, args.repeats,
+                               args.batch_size))
     notes = [f"fusembed: onnxruntime intra_op_num_threads={threads}"]
 
     if args.no_torch:
@@ -170,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                 texts, args.repeats, args.batch_size))
 
     lines = [table(results), ""]
-    if len(results) == 2:
-        fe, st = results
-        lines += [f"fusembed vs sentence-transformers: p50 speedup {st.p50 / fe.p50:.2f}x, "
-                  f"throughput speedup {fe.throughput / st.throughput:.2f}x", ""]
+    if len(results) > len(cpu_variants):
+        st = results[-1]
+        lines += [f"fusembed ({fe.engine.split('(')[1].rstrip(')')}) vs sentence-transformers: p50 "
+                  f"speedup {st.p50 / fe.p50:.2f}x, throughput speedup {fe.throughput / st.throughput:.2f}x"
+                  for fe in results[:-1]] + [""]
     lines += [f"- {note}" for note in notes]
     lines += [f"- {args.texts} texts, {args.repeats} batch-1 repeats, "
               f"batch size {args.batch_size}", f"- {machine_line(threads)}",

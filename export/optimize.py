@@ -29,20 +29,32 @@ class OptimizeResult:
     reason: str = ""
 
 
-def optimize_graph(src: Path, dst: Path, facts: ModelFacts) -> OptimizeResult:
-    """Fuse `src` into `dst`; report which fusions happened (and why none, if none)."""
+def optimize_graph(
+    src: Path, dst: Path, facts: ModelFacts, *, for_quantization: bool = False
+) -> OptimizeResult:
+    """Fuse `src` into `dst`; report which fusions happened (and why none, if none).
+
+    `for_quantization` keeps the Q/K/V projections as separate MatMuls (MultiHeadAttention
+    instead of Attention) and the word-embedding lookup as a plain Gather, so the int8 step can
+    quantise every weight matrix, the embedding table included.
+    """
     before = len(onnx.load(str(src), load_external_data=False).graph.node)
     if facts.model_type not in _BERT_LIKE:
         dst.write_bytes(src.read_bytes())
         return OptimizeResult(dst, False, {}, before, before,
                               reason=f"no fusion rules for model_type {facts.model_type!r}")
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    if for_quantization:
+        options.use_multi_head_attention = True
+        options.enable_embed_layer_norm = False
     # opt_level=0: only the Python fusions; onnxruntime's own graph passes run at load time and
     # would otherwise bake this machine's CPU features into the file.
     optimized = optimize_model(
         str(src), model_type="bert", num_heads=facts.num_heads, hidden_size=facts.hidden_size,
-        opt_level=0, use_gpu=False,
+        opt_level=0, use_gpu=False, optimization_options=options,
     )
     fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
     optimized.model.ir_version = min(optimized.model.ir_version, IR_VERSION)

@@ -1,4 +1,5 @@
-"""The export pipeline: resolve -> fused graph -> optimise -> bundle -> verify parity -> publish."""
+"""The export pipeline: resolve -> fused graph -> optimise -> fp32 bundle -> verify parity ->
+int8 and fp16 variants, each measured and gated -> publish."""
 
 from __future__ import annotations
 
@@ -6,27 +7,33 @@ import importlib.metadata as md
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from fusembed._errors import BundleError, ExportError
 from fusembed._manifest import Manifest, Parity, Variant
 
-from .bundle import (
-    TOKENIZER_NAME,
-    pad_token_id,
-    prepare_tokenizer,
-    staged_directory,
-    with_variants,
-    write_manifest,
-)
-from .graph import GraphResult, build_fused_graph
+from .bundle import TOKENIZER_NAME, pad_token_id, prepare_tokenizer, staged_directory, write_manifest
+from .fp16 import convert_fp16
+from .graph import build_fused_graph
 from .optimize import OptimizeResult, optimize_graph
+from .quantize import Calibration, quantize_int8
 from .resolve import ResolvedModel, resolve_model
-from .texts import EDGE_TEXTS
-from .verify import compare, gate, load_sentence_transformer, reference_for
+from .texts import EDGE_TEXTS, varied_texts
+from .verify import (
+    Reference,
+    compare,
+    gate,
+    gate_quality,
+    load_sentence_transformer,
+    measure_quality,
+    reference_for,
+)
 
-FP32_FILE = "model.onnx"
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+_PENDING = Parity(texts=0, max_abs_diff=0.0, min_cosine=0.0, mean_cosine=0.0, tokenization_match=False)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,15 @@ class ExportOptions:
     min_cosine: float = 0.99999  # fp32 parity gate against sentence-transformers
     overwrite: bool = False
     parity_texts: tuple[str, ...] = EDGE_TEXTS
+    int8: bool = True
+    fp16: bool = True
+    quality_texts: int = 1000  # held-out texts the int8/fp16 budgets are measured on
+    calibration_texts: int = 256
+    int8_min_mean_cosine: float = 0.997
+    int8_min_cosine: float = 0.99
+    int8_min_top10: float = 0.9
+    min_batch_invariance: float = 0.9999
+    fp16_min_cosine: float = 0.999
 
 
 @dataclass(frozen=True)
@@ -48,9 +64,9 @@ class ExportReport:
 
     bundle: Path
     model: ResolvedModel
-    graph: GraphResult
-    optimize: OptimizeResult
     manifest: Manifest
+    optimize: OptimizeResult
+    rejected: dict[str, str] = field(default_factory=dict)  # variant -> why it was not written
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,68 +79,137 @@ def export_model(
 ) -> ExportReport:
     """Export a sentence-transformers model to a verified fusembed bundle at `out_dir`.
 
+    The fp32 variant must pass its parity gate or nothing is written. The int8 and fp16 variants
+    are written only if they meet their quality budgets; a variant that misses is reported in
+    `ExportReport.rejected` (and logged) with the figures, and the bundle is written without it.
+
     Raises:
-        ExportError: the model cannot be resolved or exported, or a variant fails its parity
-            gate. Nothing is written to `out_dir` in that case.
+        ExportError: the model cannot be resolved or exported, or fp32 fails its parity gate.
+            Nothing is written to `out_dir` in that case.
     """
-    out = Path(out_dir)
     seconds: dict[str, float] = {}
 
-    def step(name: str, fn: Callable[[], object]) -> object:
+    def step(name: str, fn: Callable[[], T]) -> T:
         log(f"{name} …")
         start = time.perf_counter()
         result = fn()
         seconds[name] = round(time.perf_counter() - start, 2)
         return result
 
-    with staged_directory(out, overwrite=options.overwrite) as staging, \
-            tempfile.TemporaryDirectory(prefix="fusembed-export-") as work:
-        resolved: ResolvedModel = step("resolve", lambda: resolve_model(
-            model, revision=options.revision, cache_dir=options.cache_dir,
-            similarity=options.similarity))  # type: ignore[assignment]
+    with staged_directory(Path(out_dir), overwrite=options.overwrite) as staging, \
+            tempfile.TemporaryDirectory(prefix="fusembed-export-") as tmp:
+        work = Path(tmp)
+        resolved = step("resolve", lambda: resolve_model(
+            model, revision=options.revision, cache_dir=options.cache_dir, similarity=options.similarity))
         facts = resolved.facts
         log(f"  {resolved.source.model} ({resolved.source.kind}): dim {facts.dim}, "
             f"pooling {facts.pooling}, normalized {facts.normalized}, "
             f"max_seq_length {facts.max_seq_length}, similarity {facts.similarity}")
-        raw = Path(work) / "fused.onnx"
-        graph: GraphResult = step("fused graph", lambda: build_fused_graph(resolved, raw))  # type: ignore[assignment]
-        target = staging / FP32_FILE
+        raw = work / "fused.onnx"
+        graph = step("fused graph", lambda: build_fused_graph(resolved, raw))
+        fp32_path = staging / FILES["fp32"]
         if options.optimize:
-            opt: OptimizeResult = step("optimise", lambda: optimize_graph(raw, target, facts))  # type: ignore[assignment]
+            opt = step("optimise", lambda: optimize_graph(raw, fp32_path, facts))
             log(f"  fusions: {opt.fusions or opt.reason}")
         else:
-            raw.replace(target)
-            opt = OptimizeResult(target, False, reason="disabled by option")
+            fp32_path.write_bytes(raw.read_bytes())
+            opt = OptimizeResult(fp32_path, False, reason="disabled by option")
         tokenizer = prepare_tokenizer(resolved.path, facts, staging / TOKENIZER_NAME)
-        pending = Parity(texts=0, max_abs_diff=0.0, min_cosine=0.0, mean_cosine=0.0,
-                         tokenization_match=False)
-        fp32 = Variant(precision="fp32", file=FP32_FILE, parity=pending, optimized=opt.applied,
-                       fusions=opt.fusions)
-        draft = write_manifest(staging, Manifest(
+        pad_id = pad_token_id(tokenizer, resolved.path)
+        variants = {"fp32": Variant(precision="fp32", file=FILES["fp32"], parity=_PENDING,
+                                    optimized=opt.applied, fusions=opt.fusions, scheme="fp32")}
+        manifest = Manifest(
             source=resolved.source, dim=facts.dim, pooling=facts.pooling,  # type: ignore[arg-type]
             normalized=facts.normalized, similarity=facts.similarity,  # type: ignore[arg-type]
             max_seq_length=facts.max_seq_length, inputs=graph.inputs, output=graph.output,
-            pad_token_id=pad_token_id(tokenizer, resolved.path), tokenizer=TOKENIZER_NAME,
-            variants={"fp32": fp32}, files={}, exporter=_versions(graph.opset, facts.similarity_source),
-        ))
+            pad_token_id=pad_id, tokenizer=TOKENIZER_NAME, variants=variants, files={},
+            exporter=_versions(graph.opset, facts.similarity_source),
+        )
+        write_manifest(staging, manifest)
+        st_model = step("load sentence-transformers", lambda: load_sentence_transformer(resolved.path))
+        reference = reference_for(st_model, options.parity_texts, facts)
 
-        def verify() -> Parity:
-            st_model = load_sentence_transformer(resolved.path)
-            reference = reference_for(st_model, options.parity_texts, facts)
-            try:
-                parity, worst = compare(reference, staging, "fp32")
-            except BundleError as exc:
-                raise ExportError(f"the bundle just written does not load: {exc}") from None
+        def check_fp32() -> Parity:
+            parity, worst = _compare(reference, staging, "fp32")
             gate(parity, worst, "fp32", options.min_cosine)
             return parity
 
-        parity: Parity = step("verify parity", verify)  # type: ignore[assignment]
+        parity = step("verify fp32 parity", check_fp32)
         log(f"  fp32: min cosine {parity.min_cosine:.7f}, max abs diff {parity.max_abs_diff:.2e} "
             f"over {parity.texts} texts")
-        manifest = write_manifest(staging, with_variants(draft, {"fp32": Variant(
-            precision="fp32", file=FP32_FILE, parity=parity, optimized=opt.applied,
-            fusions=opt.fusions)}))
-    return ExportReport(out.resolve(), resolved, graph, opt, manifest, seconds)
+        variants["fp32"] = replace(variants["fp32"], parity=parity)
+
+        rejected: dict[str, str] = {}
+        if options.int8 or options.fp16:
+            texts = varied_texts(options.quality_texts, seed=1)
+            quality_ref = step("torch reference", lambda: reference_for(st_model, texts, facts))
+            candidates: dict[str, Callable[[], Variant]] = {}
+            if options.int8:
+                candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,
+                                                   facts, options, log)
+            if options.fp16:
+                candidates["fp16"] = lambda: _fp16(fp32_path, staging)
+            for name, build in candidates.items():
+                try:
+                    variant = step(f"{name} variant", build)
+                    variants[name] = variant
+                    write_manifest(staging, replace(manifest, variants=variants))
+                    variants[name] = step(f"verify {name}", lambda v=variant: _measure(  # type: ignore[misc]
+                        v, staging, reference, quality_ref, facts.similarity, options, log))
+                except ExportError as exc:
+                    rejected[name] = str(exc)
+                    log(f"  {name} not written: {exc}")
+                    variants.pop(name, None)
+                    (staging / FILES[name]).unlink(missing_ok=True)
+        final = write_manifest(staging, replace(manifest, variants=variants))
+    return ExportReport(Path(out_dir).resolve(), resolved, final, opt, rejected, seconds)
+
+
+def _compare(reference: Reference, bundle: Path, precision: str) -> tuple[Parity, str]:
+    try:
+        return compare(reference, bundle, precision)
+    except BundleError as exc:
+        raise ExportError(f"the bundle just written does not load: {exc}") from None
+
+
+def _int8(raw: Path, fp32: Path, staging: Path, work: Path, tokenizer: Any, pad_id: int,
+          facts: Any, options: ExportOptions, log: Callable[[str], None]) -> Variant:
+    base = work / "quant_base.onnx"
+    optimize_graph(raw, base, facts, for_quantization=True)
+    calibration = Calibration.build(
+        tokenizer, varied_texts(options.calibration_texts, seed=99), fp32, pad_id)
+    result = quantize_int8(fp32, base, staging / FILES["int8"], calibration,
+                           min_mean_cosine=options.int8_min_mean_cosine,
+                           min_cosine=options.int8_min_cosine, log=log)
+    return Variant(precision="int8", file=FILES["int8"], parity=_PENDING, optimized=True,
+                   scheme=result.scheme, selection={
+                       "reason": result.reason,
+                       "candidates": [asdict(c) for c in result.candidates]})
+
+
+def _fp16(fp32: Path, staging: Path) -> Variant:
+    result = convert_fp16(fp32, staging / FILES["fp16"])
+    return Variant(precision="fp16", file=FILES["fp16"], parity=_PENDING, optimized=True,
+                   scheme="fp16 (pooling tail fp32: " + ", ".join(result.kept_fp32) + ")",
+                   verified_on="cpu: the fp16 graph run by the CPU provider; CUDA kernels are "
+                               "checked by tests/export/test_gpu.py on a GPU machine")
+
+
+def _measure(variant: Variant, staging: Path, reference: Reference, quality_ref: Reference,
+             similarity: str, options: ExportOptions, log: Callable[[str], None]) -> Variant:
+    parity, _ = _compare(reference, staging, variant.precision)
+    quality = measure_quality(quality_ref.embeddings, quality_ref.texts, staging,
+                              variant.precision, similarity)
+    log(f"  {variant.precision}: mean cosine {quality.mean_cosine:.5f}, min {quality.min_cosine:.5f}, "
+        f"top-10 agreement {quality.top10_agreement:.3f}, batch invariance {quality.batch_invariance:.6f}")
+    int8 = variant.precision == "int8"
+    gate_quality(
+        quality, variant.precision,
+        min_mean=options.int8_min_mean_cosine if int8 else options.fp16_min_cosine,
+        min_cosine=options.int8_min_cosine if int8 else options.fp16_min_cosine,
+        min_top10=options.int8_min_top10, min_batch_invariance=options.min_batch_invariance,
+    )
+    return replace(variant, parity=parity, quality=quality)
 
 
 def _versions(opset: int, similarity_source: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from fusembed._encoder import Encoder
 from fusembed._errors import ExportError
-from fusembed._manifest import Parity
+from fusembed._manifest import Parity, Quality
 
 from .resolve import ModelFacts
 
@@ -104,4 +104,62 @@ def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> 
             f"{precision}: parity check failed: min cosine {parity.min_cosine:.7f} < required "
             f"{min_cosine} (max abs diff {parity.max_abs_diff:.2e}; worst text {worst_text[:60]!r}). "
             "The bundle was not written. Try --no-optimize to rule out a fusion, or report it."
+        )
+
+
+def measure_quality(
+    reference: np.ndarray, texts: Sequence[str], bundle: Path, precision: str, similarity: str
+) -> Quality:
+    """Measure a variant against the fp32 torch reference embeddings of `texts`.
+
+    Besides per-text cosine, it runs a search: every sixth text is a query against the rest, and
+    the top-10 results must agree with the reference's. Batch invariance compares each of the
+    first 48 texts encoded alone with the same text inside one padded batch of all 48.
+    """
+    encoder = Encoder(bundle, precision=precision, verify=False)  # type: ignore[arg-type]
+    got = encoder.encode(list(texts), batch_size=32)
+    cos = _row_cosine(reference, got)
+    queries = np.arange(0, len(texts), 6)
+    corpus = np.setdiff1d(np.arange(len(texts)), queries)
+    agreement = _top_k_agreement(reference, got, queries, corpus, similarity, k=10)
+    probe = list(texts[:48])
+    alone = encoder.encode(probe, batch_size=1)
+    together = encoder.encode(probe, batch_size=len(probe))
+    return Quality(
+        texts=len(texts), mean_cosine=float(cos.mean()), min_cosine=float(cos.min()),
+        top10_agreement=agreement, batch_invariance=float(_row_cosine(alone, together).min()),
+    )
+
+
+def _top_k_agreement(ref: np.ndarray, got: np.ndarray, queries: np.ndarray, corpus: np.ndarray,
+                     similarity: str, k: int) -> float:
+    def top(emb: np.ndarray) -> np.ndarray:
+        q, c = emb[queries], emb[corpus]
+        if similarity == "cosine":
+            q = q / np.linalg.norm(q, axis=1, keepdims=True)
+            c = c / np.linalg.norm(c, axis=1, keepdims=True)
+        return np.argsort(-(q @ c.T), axis=1, kind="stable")[:, :k]
+
+    a, b = top(ref), top(got)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b, strict=True)]))
+
+
+def gate_quality(quality: Quality, precision: str, *, min_mean: float, min_cosine: float,
+                 min_top10: float, min_batch_invariance: float) -> None:
+    """Raise ExportError naming every budget a variant misses, by how much."""
+    misses = [
+        f"{name} {value:.5f} < {budget}"
+        for name, value, budget in (
+            ("mean cosine", quality.mean_cosine, min_mean),
+            ("min cosine", quality.min_cosine, min_cosine),
+            ("top-10 agreement", quality.top10_agreement, min_top10),
+            ("batch invariance", quality.batch_invariance, min_batch_invariance),
+        )
+        if value < budget
+    ]
+    if misses:
+        raise ExportError(
+            f"{precision}: quality gate failed on {quality.texts} texts against the fp32 torch "
+            f"reference: {'; '.join(misses)}. The {precision} variant was not written; use fp32, or "
+            "relax the budget with the --int8-* options if that loss is acceptable."
         )

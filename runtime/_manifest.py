@@ -37,6 +37,17 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class Quality:
+    """A reduced-precision variant measured against the fp32 torch reference on held-out texts."""
+
+    texts: int
+    mean_cosine: float
+    min_cosine: float
+    top10_agreement: float  # mean overlap of top-10 search results with the reference's
+    batch_invariance: float  # min cosine of a text encoded alone vs. inside a padded batch
+
+
+@dataclass(frozen=True)
 class Variant:
     """One ONNX file of the bundle and how it was made."""
 
@@ -45,6 +56,10 @@ class Variant:
     parity: Parity
     optimized: bool = False
     fusions: Mapping[str, int] = field(default_factory=dict)
+    scheme: str = ""  # how the weights/activations are stored, e.g. "w8-blockwise"
+    selection: Mapping[str, Any] = field(default_factory=dict)  # candidates measured, and why
+    quality: Quality | None = None
+    verified_on: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,20 @@ def _choice(value: str, allowed: Any, key: str, where: str) -> Any:
     return value
 
 
+def _quality(raw: Any, where: str) -> Quality | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: field 'quality' has the wrong type; re-export the bundle")
+    return Quality(
+        texts=_require(raw, "texts", int, where),
+        mean_cosine=float(_require(raw, "mean_cosine", (int, float), where)),
+        min_cosine=float(_require(raw, "min_cosine", (int, float), where)),
+        top10_agreement=float(_require(raw, "top10_agreement", (int, float), where)),
+        batch_invariance=float(_require(raw, "batch_invariance", (int, float), where)),
+    )
+
+
 def _parse(data: Mapping[str, Any], where: str) -> Manifest:
     if data.get("format") != FORMAT:
         raise BundleError(f"{where}: not a fusembed manifest (format {data.get('format')!r})")
@@ -130,6 +159,10 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
             ),
             optimized=bool(raw.get("optimized", False)),
             fusions=dict(raw.get("fusions", {})),
+            scheme=str(raw.get("scheme", "")),
+            selection=dict(raw.get("selection") or {}),
+            quality=_quality(raw.get("quality"), vwhere),
+            verified_on=str(raw.get("verified_on", "cpu")),
         )
     if not variants:
         raise BundleError(f"{where}: the bundle lists no ONNX variants; re-export it")

@@ -60,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip onnxruntime's transformer fusions")
     p.add_argument("--min-cosine", type=float, default=0.99999,
                    help="fp32 parity gate against sentence-transformers (default: %(default)s)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
+    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the fp16 (CUDA) variant")
+    p.add_argument("--int8-min-mean-cosine", type=float, default=0.997,
+                   help="int8 budget: mean cosine to the fp32 torch reference (default: %(default)s)")
+    p.add_argument("--int8-min-cosine", type=float, default=0.99,
+                   help="int8 budget: min cosine to the fp32 torch reference (default: %(default)s)")
+    p.add_argument("--int8-min-top10", type=float, default=0.9,
+                   help="int8 budget: top-10 search agreement with the reference (default: %(default)s)")
+    p.add_argument("--quality-texts", type=_positive_int, default=1000,
+                   help="held-out texts the int8/fp16 budgets are measured on (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a bundle")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
     p.set_defaults(run=_export)
@@ -159,10 +169,15 @@ def _export(args: argparse.Namespace) -> int:
     report = export_model(args.model, args.out_dir, log=log, options=ExportOptions(
         revision=args.revision, cache_dir=args.cache_dir, similarity=args.similarity,
         optimize=args.optimize, min_cosine=args.min_cosine, overwrite=args.overwrite,
+        int8=args.int8, fp16=args.fp16, int8_min_mean_cosine=args.int8_min_mean_cosine,
+        int8_min_cosine=args.int8_min_cosine, int8_min_top10=args.int8_min_top10,
+        quality_texts=args.quality_texts,
     ))
-    parity = report.manifest.variants["fp32"].parity
-    print(f"wrote {report.bundle} ({report.manifest.dim}-dim, {report.manifest.similarity}; "
-          f"fp32 min cosine {parity.min_cosine:.7f} vs sentence-transformers)")
+    m = report.manifest
+    print(f"wrote {report.bundle} ({m.dim}-dim, {m.similarity}; variants {', '.join(m.variants)}; "
+          f"fp32 min cosine {m.variants['fp32'].parity.min_cosine:.7f} vs sentence-transformers)")
+    for name, why in report.rejected.items():
+        print(f"fusembed export: warning: {name} variant not written: {why}", file=sys.stderr)
     return 0
 
 
@@ -215,13 +230,21 @@ def _info(args: argparse.Namespace) -> int:
     print(f"similarity  {manifest.similarity}")
     print(f"max tokens  {manifest.max_seq_length}")
     print(f"inputs      {', '.join(manifest.inputs)} -> {manifest.output}")
-    print("variants:")
+    print("variants (cosine to sentence-transformers, torch fp32):")
     for name, v in manifest.variants.items():
         size = (args.bundle / v.file).stat().st_size / 1e6
-        p = v.parity
-        print(f"  {name:5} {v.file:16} {size:7.1f} MB  min cosine {p.min_cosine:.7f}  "
-              f"mean {p.mean_cosine:.7f}  max abs diff {p.max_abs_diff:.1e}  ({p.texts} texts)"
-              f"{'  fused: ' + ', '.join(f'{k} {n}' for k, n in v.fusions.items()) if v.fusions else ''}")
+        p, q = v.parity, v.quality
+        print(f"  {name:5} {v.file:17} {size:6.1f} MB  {v.scheme}")
+        print(f"        parity on {p.texts} edge-case texts: min cosine {p.min_cosine:.7f}, "
+              f"max abs diff {p.max_abs_diff:.1e}")
+        if q is not None:
+            print(f"        quality on {q.texts} texts: mean cosine {q.mean_cosine:.5f}, min "
+                  f"{q.min_cosine:.5f}, top-10 agreement {q.top10_agreement:.3f}, "
+                  f"batch invariance {q.batch_invariance:.6f}")
+        if v.fusions:
+            print(f"        fused: {', '.join(f'{k} {n}' for k, n in v.fusions.items())}")
+        if v.selection.get("reason"):
+            print(f"        chosen: {v.selection['reason']}")
     return 0
 
 

@@ -14,8 +14,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")
+def fp32_only():  # type: ignore[no-untyped-def]
+    """Export options for tests about everything but the int8/fp16 variants (much faster)."""
+    from fusembed.export import ExportOptions
+
+    return ExportOptions(int8=False, fp16=False)
+
+
+@pytest.fixture(scope="session")
 def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded default, all-MiniLM-L6-v2 with real weights, exported once."""
+    """The embedded default, all-MiniLM-L6-v2 with real weights, exported once with every variant
+    (fp32, int8, fp16) and the default quality budgets on 1000 held-out texts."""
     from fusembed.export import export_model
 
     out = tmp_path_factory.mktemp("bundles") / "all-MiniLM-L6-v2"
@@ -48,11 +57,12 @@ def make_replica(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(make_replica: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bundle(make_replica: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory,
+                fp32_only) -> Path:  # type: ignore[no-untyped-def]
     """A small fast bundle (2-layer replica) for tests that damage or misuse bundles."""
     from fusembed.export import export_model
     from fusembed.export.replicas import SEEDS, tiny
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_model(make_replica(tiny(SEEDS["msmarco-MiniLM-L6-cos-v5"])), out)
+    export_model(make_replica(tiny(SEEDS["msmarco-MiniLM-L6-cos-v5"])), out, options=fp32_only)
     return out

@@ -10,6 +10,8 @@ from fusembed import Encoder, ExportError
 from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 
+FP32 = ExportOptions(int8=False, fp16=False)
+
 
 @pytest.fixture(scope="module")
 def folder(make_replica: Callable[..., Path]) -> Path:
@@ -19,7 +21,7 @@ def folder(make_replica: Callable[..., Path]) -> Path:
 def test_failed_parity_gate_writes_nothing(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match=r"fp32: parity check failed: min cosine .* < required 1.01"):
-        export_model(folder, out, options=ExportOptions(min_cosine=1.01))
+        export_model(folder, out, options=ExportOptions(min_cosine=1.01, int8=False, fp16=False))
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no staging directory left behind either
 
@@ -33,7 +35,7 @@ def test_tokenizer_that_differs_from_sentence_transformers_fails(
     # A tokenizer that rewrites one word: vectors may stay close, token ids do not.
     monkeypatch.setattr(bundle_step.normalizers, "Strip", lambda: normalizers.Replace("London", "Paris"))
     with pytest.raises(ExportError, match="does not reproduce sentence-transformers' token ids"):
-        export_model(folder, tmp_path / "bundle")
+        export_model(folder, tmp_path / "bundle", options=FP32)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -49,18 +51,18 @@ def test_truncation_inconsistent_with_manifest_fails(
 
     monkeypatch.setattr(bundle_step.Tokenizer, "enable_truncation", off_by_one)
     with pytest.raises(ExportError, match=r"does not load: .*does not match the manifest's max_seq_length"):
-        export_model(folder, tmp_path / "bundle")
+        export_model(folder, tmp_path / "bundle", options=FP32)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
-    export_model(folder, out)
+    export_model(folder, out, options=FP32)
     first = (out / "manifest.json").read_text()
     with pytest.raises(ExportError, match=r"already exists; pass --overwrite"):
-        export_model(folder, out)
+        export_model(folder, out, options=FP32)
     assert (out / "manifest.json").read_text() == first
-    export_model(folder, out, options=ExportOptions(overwrite=True))
+    export_model(folder, out, options=ExportOptions(overwrite=True, int8=False, fp16=False))
     assert Encoder(out).dim == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
@@ -70,12 +72,12 @@ def test_overwrite_refuses_a_directory_that_is_not_a_bundle(folder: Path, tmp_pa
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(ExportError, match="is not a fusembed bundle"):
-        export_model(folder, out, options=ExportOptions(overwrite=True))
+        export_model(folder, out, options=ExportOptions(overwrite=True, int8=False, fp16=False))
     assert (out / "notes.txt").read_text() == "keep me"
 
 
 def test_bundle_files_and_manifest(folder: Path, tmp_path: Path) -> None:
-    report = export_model(folder, tmp_path / "bundle")
+    report = export_model(folder, tmp_path / "bundle", options=FP32)
     names = sorted(p.name for p in report.bundle.iterdir())
     assert names == ["manifest.json", "model.onnx", "tokenizer.json"]
     m = report.manifest

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from fusembed import Encoder
-from fusembed.export import export_model
+from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 from fusembed.export.texts import varied_texts
 
@@ -17,12 +17,13 @@ from fusembed.export.texts import varied_texts
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max", "mean_sqrt_len_tokens"])
 @pytest.mark.parametrize("normalize", [True, False])
 def test_pooling_modes(
-    pooling: str, normalize: bool, make_replica: Callable[..., Path], tmp_path: Path
+    pooling: str, normalize: bool, make_replica: Callable[..., Path], tmp_path: Path,
+    fp32_only: ExportOptions,
 ) -> None:
     from sentence_transformers import SentenceTransformer
 
     folder = make_replica(tiny(SEEDS["msmarco-MiniLM-L6-cos-v5"], pooling=pooling, normalize=normalize))
-    report = export_model(folder, tmp_path / "b")
+    report = export_model(folder, tmp_path / "b", options=fp32_only)
     assert report.manifest.pooling == pooling
     assert report.manifest.normalized is normalize
 

@@ -22,7 +22,7 @@ def test_properties_come_from_the_manifest(encoder: Encoder) -> None:
     assert (encoder.dim, encoder.max_seq_length) == (384, 256)
     assert encoder.normalized is True
     assert encoder.similarity == "cosine"
-    assert encoder.precision == "fp32"
+    assert encoder.precision == "int8"  # "auto" on the CPU picks int8 when the bundle has it
 
 
 def test_shapes_and_dtype(encoder: Encoder) -> None:

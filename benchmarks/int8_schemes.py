@@ -1,0 +1,117 @@
+"""int8 schemes side by side on one bundle: what each costs in fidelity, batch dependence, size, speed.
+
+The measurement behind export/quantize.py's candidate order. Baselines are onnxruntime's stock
+dynamic quantisation (per-tensor and per-channel weights), whose activation scale is computed over
+each padded batch; then the three schemes fusembed's export chooses from.
+
+    .venv/bin/python benchmarks/int8_schemes.py BUNDLE [--output benchmarks/results/int8_schemes.md]
+
+BUNDLE must have been exported by this checkout (it reads `model.onnx` and rebuilds the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+from fusembed import Encoder, read_manifest
+from fusembed.export import quantize
+from fusembed.export.graph import build_fused_graph
+from fusembed.export.optimize import optimize_graph
+from fusembed.export.resolve import EMBEDDED, resolve_model
+from fusembed.export.texts import varied_texts
+from latency import busy_seconds, contention, machine_line, short_texts
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+
+
+def batch_dependence(model: Path, enc: Encoder, texts: list[str]) -> float:
+    """Min cosine of each text run alone vs. inside one unsorted padded batch of all of them."""
+    alone = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id, batch_size=1)
+    together = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id,
+                                          batch_size=len(texts))
+    return float(quantize.row_cosine(alone.reference, together.reference).min())
+
+
+def speed(model: Path, enc: Encoder, texts: list[str]) -> float:
+    calib = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id, batch_size=32)
+    session = quantize._session(model)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for feeds in calib.feeds:
+            session.run(None, feeds)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args(argv)
+    enc = Encoder(args.bundle, precision="fp32")
+    manifest = read_manifest(args.bundle)
+    fp32 = args.bundle / manifest.variants["fp32"].file
+    eval_texts = varied_texts(600, seed=21)
+    wall0, busy0, ours0 = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        embedded = {hub: name for name, (_, hub) in EMBEDDED.items()}
+        src = manifest.source
+        model = resolve_model(embedded[src.model] if src.kind == "embedded" else src.model,
+                              revision=src.revision if src.kind == "hub" else None)
+        build_fused_graph(model, work / "raw.onnx")
+        optimize_graph(work / "raw.onnx", work / "base.onnx", model.facts, for_quantization=True)
+        calib = quantize.Calibration.build(enc._tokenizer, varied_texts(256, seed=99), fp32,
+                                           manifest.pad_token_id)
+        reference = quantize.Calibration.build(enc._tokenizer, eval_texts, fp32, manifest.pad_token_id)
+        builders = {
+            "fp32 (reference)": lambda p: p.write_bytes(fp32.read_bytes()),
+            "ort dynamic, per-tensor weights": lambda p: quantize_dynamic(
+                fp32, p, weight_type=QuantType.QInt8, extra_options=FLOAT_DEFAULT),
+            "ort dynamic, per-channel weights": lambda p: quantize_dynamic(
+                fp32, p, weight_type=QuantType.QInt8, per_channel=True, extra_options=FLOAT_DEFAULT),
+            "w8a8-static": lambda p: quantize._w8a8_static(fp32, p, calib, exclude=None),
+            "w8a8-static-ffn2-fp32": lambda p: quantize._w8a8_static(
+                fp32, p, calib, exclude=quantize._FFN2),
+            "w8-blockwise": lambda p: quantize._w8_blockwise(work / "base.onnx", p),
+        }
+        rows = []
+        for name, build in builders.items():
+            path = work / f"{len(rows)}.onnx"
+            build(path)
+            cos = quantize.row_cosine(reference.reference, quantize.run_graph(path, reference.feeds))
+            rows.append(f"| {name} | {cos.mean():.5f} | {cos.min():.5f} "
+                        f"| {batch_dependence(path, enc, eval_texts[:64]):.6f} "
+                        f"| {path.stat().st_size / 1e6:.1f} | {speed(path, enc, short_texts(512)):.0f} |")
+            print(rows[-1], file=sys.stderr)
+    text = "\n".join([
+        f"# int8 schemes on {manifest.source.model}",
+        "",
+        f"- command: `{shlex.join(sys.orig_argv)}`",
+        f"- {machine_line(len(os.sched_getaffinity(0)))}",
+        f"- {contention(len(os.sched_getaffinity(0)), wall0, busy0, ours0)} (speed column only)",
+        "- cosine: against the fp32 graph on 600 held-out varied texts; batch dependence: min cosine of "
+        "64 texts alone vs. in one padded batch (1.0 = independent); speed: 512 short sentences, batch 32",
+        "",
+        "| scheme | mean cosine | min cosine | batch dependence | MB | sentences/s |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ])
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Step 4: the int8 variant for the CPU, chosen per model by measurement.
+
+Several int8 schemes are built and each is measured against the fp32 graph on calibration texts;
+the first one that meets the quality budget is kept, in order of expected speed. Every scheme
+here gives a text the same embedding whatever else is in its batch: activation scales are either
+calibrated constants or computed per row, never over a padded batch.
+
+The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md`:
+
+- `w8a8-static`: onnxruntime's own quantiser (per-channel int8 weights; QAttention,
+  QEmbedLayerNormalization and int8 MatMul kernels), with each dynamic activation quantisation
+  replaced by a constant scale calibrated on real (unpadded) tokens. Uses the u8s8 GEMM kernels.
+- `w8a8-static-ffn2-fp32`: the same with the feed-forward output projections kept in float;
+  their input (the GELU output) has the widest activation range in BERT.
+- `w8-blockwise`: int8 weights in blocks of 32 (onnxruntime's MatMulNBits, int8 compute with
+  per-row activation blocks) and an int8 embedding table with one scale per row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from fusembed._batching import pad_batch
+from fusembed._errors import ExportError
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer
+
+from .graph import IR_VERSION
+
+Feeds = dict[str, np.ndarray]
+_FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Tokenized batches to calibrate and compare on, and the fp32 graph's embeddings for them."""
+
+    feeds: tuple[Feeds, ...]
+    reference: np.ndarray
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer, texts: Sequence[str], fp32: Path, pad_id: int,
+              batch_size: int = 16) -> Calibration:
+        rows = [e.ids for e in tokenizer.encode_batch(list(texts))]
+        feeds = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            ids, mask = pad_batch(chunk, max(map(len, chunk)), pad_id)
+            feeds.append({"input_ids": ids, "attention_mask": mask})
+        return cls(tuple(feeds), run_graph(fp32, feeds))
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    scheme: str
+    mean_cosine: float
+    min_cosine: float
+    size_mb: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    path: Path
+    scheme: str
+    reason: str
+    candidates: tuple[CandidateResult, ...] = field(default_factory=tuple)
+
+
+def _session(model: Path | bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, Path) else model
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_graph(model: Path | bytes, feeds: Sequence[Feeds]) -> np.ndarray:
+    session = _session(model)
+    wanted = {i.name for i in session.get_inputs()}
+    outs = [session.run(None, {k: v for k, v in f.items() if k in wanted})[0] for f in feeds]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.asarray(np.sum(a * b, axis=1) / np.maximum(norms, 1e-12))
+
+
+def quantize_int8(
+    fp32: Path, quant_base: Path, out: Path, calibration: Calibration, *,
+    min_mean_cosine: float, min_cosine: float, log: Callable[[str], None] = lambda _m: None,
+) -> QuantizeResult:
+    """Build the candidate schemes, measure each, keep the first that meets the budget at `out`."""
+    candidates: list[tuple[str, Callable[[Path], None]]] = [
+        ("w8a8-static", lambda p: _w8a8_static(fp32, p, calibration, exclude=None)),
+        ("w8a8-static-ffn2-fp32", lambda p: _w8a8_static(fp32, p, calibration, exclude=_FFN2)),
+        ("w8-blockwise", lambda p: _w8_blockwise(quant_base, p)),
+    ]
+    results: list[CandidateResult] = []
+    for scheme, build in candidates:
+        path = out.with_name(f"{out.stem}.{scheme}.onnx")
+        build(path)
+        cos = row_cosine(calibration.reference, run_graph(path, calibration.feeds))
+        result = CandidateResult(scheme, float(cos.mean()), float(cos.min()),
+                                 round(path.stat().st_size / 1e6, 1),
+                                 bool(cos.mean() >= min_mean_cosine and cos.min() >= min_cosine))
+        results.append(result)
+        verdict = "ok" if result.passed else "misses budget"
+        log(f"  int8 candidate {scheme}: mean cosine {result.mean_cosine:.5f}, "
+            f"min {result.min_cosine:.5f}, {result.size_mb} MB -> {verdict}")
+        if result.passed:
+            path.replace(out)
+            faster = [r.scheme for r in results[:-1]]
+            reason = (f"first scheme, in order of expected speed, to meet mean cosine >= {min_mean_cosine} "
+                      f"and min cosine >= {min_cosine} against fp32 on {len(calibration.reference)} "
+                      "calibration texts" + (f"; {', '.join(faster)} did not" if faster else ""))
+            return QuantizeResult(out, scheme, reason, tuple(results))
+        path.unlink()
+    best = max(results, key=lambda r: r.min_cosine)
+    raise ExportError(
+        f"int8: no scheme met the budget (mean cosine >= {min_mean_cosine}, min >= {min_cosine}); "
+        f"best was {best.scheme} with mean {best.mean_cosine:.5f}, min {best.min_cosine:.5f}. "
+        "Use the fp32 variant, or lower --int8-min-cosine if that loss is acceptable."
+    )
+
+
+# -- w8a8-static ---------------------------------------------------------------------------------
+def _w8a8_static(fp32: Path, out: Path, calibration: Calibration, exclude: re.Pattern[str] | None) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(fp32))
+    excluded = [n.name for n in graph.graph.node if exclude is not None and exclude.search(n.name)]
+    quantize_dynamic(
+        str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
+        nodes_to_exclude=excluded, extra_options={"DefaultTensorType": TensorProto.FLOAT},
+    )
+    model = onnx.load(str(out))
+    _make_activation_scales_static(model, calibration)
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    onnx.save(model, str(out))
+
+
+def _make_activation_scales_static(model: onnx.ModelProto, calibration: Calibration) -> None:
+    """Replace DynamicQuantizeLinear (scale over the whole padded batch) by QuantizeLinear with a
+    constant scale and zero point calibrated on real tokens only."""
+    dynamic = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    ranges = _activation_ranges(model, [n.input[0] for n in dynamic], calibration)
+    for node in dynamic:
+        lo, hi = ranges[node.input[0]]
+        scale = max((hi - lo) / 255.0, 1e-8)
+        zero = int(np.clip(round(-lo / scale), 0, 255))
+        y, y_scale, y_zero = node.output
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array(scale, np.float32), y_scale),
+            numpy_helper.from_array(np.array(zero, np.uint8), y_zero),
+        ])
+        at = list(model.graph.node).index(node)
+        model.graph.node.remove(node)
+        model.graph.node.insert(at, helper.make_node(
+            "QuantizeLinear", [node.input[0], y_scale, y_zero], [y], name=f"{node.name}_static"))
+
+
+def _activation_ranges(model: onnx.ModelProto, names: list[str], calibration: Calibration
+                       ) -> dict[str, tuple[float, float]]:
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    session = _session(probe.SerializeToString())
+    lo = dict.fromkeys(names, 0.0)
+    hi = dict.fromkeys(names, 0.0)
+    for feeds in calibration.feeds:
+        real = feeds["attention_mask"].reshape(-1) == 1
+        for name, value in zip(names, session.run(names, feeds), strict=True):
+            if value.ndim == 3:  # (batch, tokens, features): padded positions never reach the output
+                value = value.reshape(-1, value.shape[-1])[real]
+            lo[name] = min(lo[name], float(value.min()))
+            hi[name] = max(hi[name], float(value.max()))
+    return {n: (lo[n], hi[n]) for n in names}
+
+
+# -- w8-blockwise ----------------------------------------------------------------------------------
+def _w8_blockwise(quant_base: Path, out: Path, block_size: int = 32) -> None:
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(quant_base))
+    _quantize_embedding_tables(model)
+    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True,
+                                     accuracy_level=4)
+    quantizer.process()
+    result = quantizer.model.model
+    result.ir_version = min(result.ir_version, IR_VERSION)
+    onnx.save(result, str(out))
+
+
+def _quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = 1000) -> int:
+    """Store large embedding tables as int8 with one scale per row, looked up with standard ops
+    (Gather rows and scales, Cast, Mul), so only the rows a batch uses are dequantised."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    done = 0
+    for node in list(graph.node):
+        if node.op_type != "Gather" or node.input[0] not in inits:
+            continue
+        table = numpy_helper.to_array(inits[node.input[0]])
+        if table.ndim != 2 or table.shape[0] < min_rows or table.dtype != np.float32:
+            continue
+        scale = (np.maximum(np.abs(table).max(axis=1), 1e-12) / 127.0).astype(np.float32)
+        q = np.clip(np.round(table / scale[:, None]), -127, 127).astype(np.int8)
+        base, ids, out = node.input[0], node.input[1], node.output[0]
+        graph.initializer.remove(inits[base])
+        graph.initializer.extend([
+            numpy_helper.from_array(q, f"{base}_int8"),
+            numpy_helper.from_array(scale, f"{base}_row_scale"),
+            numpy_helper.from_array(np.array([-1], np.int64), f"{base}_unsqueeze_axes"),
+        ])
+        new = [
+            helper.make_node("Gather", [f"{base}_int8", ids], [f"{out}_int8"], axis=0),
+            helper.make_node("Cast", [f"{out}_int8"], [f"{out}_float"], to=TensorProto.FLOAT),
+            helper.make_node("Gather", [f"{base}_row_scale", ids], [f"{out}_scale"], axis=0),
+            helper.make_node("Unsqueeze", [f"{out}_scale", f"{base}_unsqueeze_axes"], [f"{out}_scale2"]),
+            helper.make_node("Mul", [f"{out}_float", f"{out}_scale2"], [out]),
+        ]
+        at = list(graph.node).index(node)
+        graph.node.remove(node)
+        for offset, n in enumerate(new):
+            graph.node.insert(at + offset, n)
+        done += 1
+    return done

@@ -1,0 +1,88 @@
+"""The int8 (CPU) and fp16 (CUDA) variants: budgets met on the real model, choices recorded,
+and a variant that misses its budget is not written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from fusembed import Encoder, read_manifest
+from fusembed.export import ExportOptions, export_model
+from fusembed.export.replicas import SEEDS, tiny
+from fusembed.export.texts import varied_texts
+
+
+def test_real_model_int8_meets_its_budget(minilm_bundle: Path) -> None:
+    int8 = read_manifest(minilm_bundle).variants["int8"]
+    q = int8.quality
+    assert q is not None and q.texts >= 1000
+    assert q.mean_cosine >= 0.997 and q.min_cosine >= 0.99
+    assert q.top10_agreement >= 0.9
+    assert q.batch_invariance >= 0.9999
+    assert (minilm_bundle / int8.file).stat().st_size < 25e6
+    # The choice is recorded with every candidate's measurement.
+    measured = {c["scheme"]: c for c in int8.selection["candidates"]}
+    assert measured[int8.scheme]["passed"] is True
+    assert "calibration texts" in int8.selection["reason"]
+
+
+def test_int8_independently_close_to_torch(minilm_bundle: Path, minilm_st: Any) -> None:
+    texts = varied_texts(200, seed=31)  # not the texts the export measured on
+    ref = minilm_st.encode(texts, convert_to_numpy=True)
+    got = Encoder(minilm_bundle, precision="int8").encode(texts)
+    cos = np.sum(ref * got, axis=1)
+    assert cos.mean() >= 0.997 and cos.min() >= 0.99
+
+
+def test_int8_embedding_does_not_depend_on_the_batch(minilm_bundle: Path) -> None:
+    enc = Encoder(minilm_bundle, precision="int8")
+    text = "How many people live in London?"
+    alone = enc.encode(text)
+    long_neighbours = [text, *varied_texts(30, seed=3)]  # much padding around the short text
+    in_batch = enc.encode(long_neighbours, batch_size=31)[0]
+    assert float(alone @ in_batch) >= 0.9999
+
+
+def test_auto_precision_and_explicit_choices(minilm_bundle: Path) -> None:
+    assert Encoder(minilm_bundle).precision == "int8"
+    assert Encoder(minilm_bundle, precision="fp32").precision == "fp32"
+    fp16 = Encoder(minilm_bundle, precision="fp16")  # runs on the CPU provider too, for checking
+    q = read_manifest(minilm_bundle).variants["fp16"].quality
+    assert q is not None and q.min_cosine >= 0.999
+    assert fp16.encode("hello").shape == (384,)
+
+
+def test_missed_budget_means_no_variant_and_a_reason(
+    make_replica: Callable[..., Path], tmp_path: Path
+) -> None:
+    folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
+    report = export_model(folder, tmp_path / "b", options=ExportOptions(
+        fp16=False, int8_min_top10=1.01, quality_texts=120, calibration_texts=64))
+    assert "int8" not in report.manifest.variants
+    assert not (tmp_path / "b" / "model.int8.onnx").exists()
+    assert "top-10 agreement" in report.rejected["int8"] and "< 1.01" in report.rejected["int8"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "manifest.json", "model.onnx", "tokenizer.json"]
+
+
+def test_no_scheme_meets_an_impossible_budget(make_replica: Callable[..., Path], tmp_path: Path) -> None:
+    folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
+    report = export_model(folder, tmp_path / "b", options=ExportOptions(
+        fp16=False, int8_min_cosine=1.01, quality_texts=60, calibration_texts=32))
+    assert "no scheme met the budget" in report.rejected["int8"]
+    assert list((tmp_path / "b").glob("*.onnx")) == [tmp_path / "b" / "model.onnx"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
+                    reason="needs onnxruntime-gpu and a CUDA device")
+def test_fp16_on_cuda_matches_torch(minilm_bundle: Path, minilm_st: Any) -> None:
+    texts = varied_texts(200, seed=41)
+    ref = minilm_st.encode(texts, convert_to_numpy=True)
+    enc = Encoder(minilm_bundle, device="cuda")
+    assert enc.precision == "fp16"
+    cos = np.sum(ref * enc.encode(texts), axis=1)
+    assert cos.min() >= 0.999
