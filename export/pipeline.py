@@ -47,8 +47,9 @@ class ExportOptions:
     min_cosine: float = 0.99999  # fp32 parity gate against sentence-transformers
     overwrite: bool = False
     parity_texts: tuple[str, ...] = EDGE_TEXTS
-    int8: bool = True
-    fp16: bool = True
+    # The variants the bundle keeps. fp32 is always built and verified (it is the reference the
+    # others are measured against); leave it out for a smaller bundle, e.g. ("int8",) for the edge.
+    variants: tuple[str, ...] = ("fp32", "int8", "fp16")
     quality_texts: int = 1000  # held-out texts the int8/fp16 budgets are measured on
     calibration_texts: int = 256
     int8_min_mean_cosine: float = 0.997
@@ -139,15 +140,19 @@ def export_model(
             f"over {parity.texts} texts")
         variants["fp32"] = replace(variants["fp32"], parity=parity)
 
+        unknown = set(options.variants) - set(FILES)
+        if unknown or not options.variants:
+            raise ExportError(
+                f"variants must be a non-empty subset of {sorted(FILES)}, got {options.variants}")
         rejected: dict[str, str] = {}
-        if options.int8 or options.fp16:
+        if {"int8", "fp16"} & set(options.variants):
             texts = varied_texts(options.quality_texts, seed=1)
             quality_ref = step("torch reference", lambda: reference_for(st_model, texts, facts))
             candidates: dict[str, Callable[[], Variant]] = {}
-            if options.int8:
+            if "int8" in options.variants:
                 candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,
                                                    facts, options, log)
-            if options.fp16:
+            if "fp16" in options.variants:
                 candidates["fp16"] = lambda: _fp16(fp32_path, staging)
             for name, build in candidates.items():
                 try:
@@ -161,6 +166,12 @@ def export_model(
                     log(f"  {name} not written: {exc}")
                     variants.pop(name, None)
                     (staging / FILES[name]).unlink(missing_ok=True)
+        if "fp32" not in options.variants:
+            if len(variants) == 1:
+                raise ExportError(f"none of the requested variants {options.variants} met its budget: "
+                                  + "; ".join(rejected.values()))
+            (staging / FILES["fp32"]).unlink()
+            del variants["fp32"]
         final = write_manifest(staging, replace(manifest, variants=variants))
     return ExportReport(Path(out_dir).resolve(), resolved, final, opt, rejected, seconds)
 

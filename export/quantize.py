@@ -199,9 +199,10 @@ def _w8_blockwise(quant_base: Path, out: Path, block_size: int = 32) -> None:
     onnx.save(result, str(out))
 
 
-def _quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = 1000) -> int:
-    """Store large embedding tables as int8 with one scale per row, looked up with standard ops
-    (Gather rows and scales, Cast, Mul), so only the rows a batch uses are dequantised."""
+def _quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = 256) -> int:
+    """Store embedding tables (words, positions) as int8 with one scale per row, looked up with
+    standard ops (Gather rows and scales, Cast, Mul), so only the rows a batch uses are dequantised.
+    The two-row token-type table is not worth it."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     done = 0

@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="skip onnxruntime's transformer fusions")
     p.add_argument("--min-cosine", type=float, default=0.99999,
                    help="fp32 parity gate against sentence-transformers (default: %(default)s)")
-    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 (CPU) variant")
-    p.add_argument("--no-fp16", dest="fp16", action="store_false", help="skip the fp16 (CUDA) variant")
+    p.add_argument("--variants", type=_variant_list, default=("fp32", "int8", "fp16"),
+                   help="variants the bundle keeps, comma-separated (default: fp32,int8,fp16); "
+                   "e.g. 'int8' for a small CPU-only bundle")
     p.add_argument("--int8-min-mean-cosine", type=float, default=0.997,
                    help="int8 budget: mean cosine to the fp32 torch reference (default: %(default)s)")
     p.add_argument("--int8-min-cosine", type=float, default=0.99,
@@ -117,6 +118,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _variant_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in ("fp32", "int8", "fp16")]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of fp32,int8,fp16, got {text!r}")
+    return names
+
+
 def read_texts(path: Path, field: str) -> list[str]:
     """Texts from a file: JSONL (by suffix .jsonl/.ndjson) with `field`, else one per line."""
     try:
@@ -169,7 +178,7 @@ def _export(args: argparse.Namespace) -> int:
     report = export_model(args.model, args.out_dir, log=log, options=ExportOptions(
         revision=args.revision, cache_dir=args.cache_dir, similarity=args.similarity,
         optimize=args.optimize, min_cosine=args.min_cosine, overwrite=args.overwrite,
-        int8=args.int8, fp16=args.fp16, int8_min_mean_cosine=args.int8_min_mean_cosine,
+        variants=args.variants, int8_min_mean_cosine=args.int8_min_mean_cosine,
         int8_min_cosine=args.int8_min_cosine, int8_min_top10=args.int8_min_top10,
         quality_texts=args.quality_texts,
     ))

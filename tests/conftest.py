@@ -18,7 +18,7 @@ def fp32_only():  # type: ignore[no-untyped-def]
     """Export options for tests about everything but the int8/fp16 variants (much faster)."""
     from fusembed.export import ExportOptions
 
-    return ExportOptions(int8=False, fp16=False)
+    return ExportOptions(variants=("fp32",))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from fusembed import Encoder, ExportError
 from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 
-FP32 = ExportOptions(int8=False, fp16=False)
+FP32 = ExportOptions(variants=("fp32",))
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def folder(make_replica: Callable[..., Path]) -> Path:
 def test_failed_parity_gate_writes_nothing(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match=r"fp32: parity check failed: min cosine .* < required 1.01"):
-        export_model(folder, out, options=ExportOptions(min_cosine=1.01, int8=False, fp16=False))
+        export_model(folder, out, options=ExportOptions(min_cosine=1.01, variants=("fp32",)))
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no staging directory left behind either
 
@@ -62,7 +62,7 @@ def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"already exists; pass --overwrite"):
         export_model(folder, out, options=FP32)
     assert (out / "manifest.json").read_text() == first
-    export_model(folder, out, options=ExportOptions(overwrite=True, int8=False, fp16=False))
+    export_model(folder, out, options=ExportOptions(overwrite=True, variants=("fp32",)))
     assert Encoder(out).dim == 32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
@@ -72,7 +72,7 @@ def test_overwrite_refuses_a_directory_that_is_not_a_bundle(folder: Path, tmp_pa
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(ExportError, match="is not a fusembed bundle"):
-        export_model(folder, out, options=ExportOptions(overwrite=True, int8=False, fp16=False))
+        export_model(folder, out, options=ExportOptions(overwrite=True, variants=("fp32",)))
     assert (out / "notes.txt").read_text() == "keep me"
 
 

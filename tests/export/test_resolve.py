@@ -41,7 +41,7 @@ def test_hub_id_from_the_offline_cache_end_to_end(folder: Path, tmp_path: Path) 
     cache = _hub_cache(folder, tmp_path / "hf")
     out = tmp_path / "bundle"
     result = _run_cli("export", "sentence-transformers/replica", str(out), "--quiet",
-                      "--no-int8", "--no-fp16", env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)})
+                      "--variants", "fp32", env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)})
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source"] == {"model": "sentence-transformers/replica", "revision": COMMIT,

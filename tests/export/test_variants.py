@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from fusembed import Encoder, read_manifest
+from fusembed import BundleError, Encoder, ExportError, read_manifest
 from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 from fusembed.export.texts import varied_texts
@@ -23,7 +23,10 @@ def test_real_model_int8_meets_its_budget(minilm_bundle: Path) -> None:
     assert q.mean_cosine >= 0.997 and q.min_cosine >= 0.99
     assert q.top10_agreement >= 0.9
     assert q.batch_invariance >= 0.9999
-    assert (minilm_bundle / int8.file).stat().st_size < 25e6
+    # An int8-only bundle (`--variants int8`) holds the int8 graph, the tokenizer and the manifest.
+    int8_only = sum((minilm_bundle / name).stat().st_size
+                    for name in (int8.file, "tokenizer.json", "manifest.json"))
+    assert int8_only < 25e6
     # The choice is recorded with every candidate's measurement.
     measured = {c["scheme"]: c for c in int8.selection["candidates"]}
     assert measured[int8.scheme]["passed"] is True
@@ -61,7 +64,7 @@ def test_missed_budget_means_no_variant_and_a_reason(
 ) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
     report = export_model(folder, tmp_path / "b", options=ExportOptions(
-        fp16=False, int8_min_top10=1.01, quality_texts=120, calibration_texts=64))
+        variants=("fp32", "int8"), int8_min_top10=1.01, quality_texts=120, calibration_texts=64))
     assert "int8" not in report.manifest.variants
     assert not (tmp_path / "b" / "model.int8.onnx").exists()
     assert "top-10 agreement" in report.rejected["int8"] and "< 1.01" in report.rejected["int8"]
@@ -72,9 +75,30 @@ def test_missed_budget_means_no_variant_and_a_reason(
 def test_no_scheme_meets_an_impossible_budget(make_replica: Callable[..., Path], tmp_path: Path) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
     report = export_model(folder, tmp_path / "b", options=ExportOptions(
-        fp16=False, int8_min_cosine=1.01, quality_texts=60, calibration_texts=32))
+        variants=("fp32", "int8"), int8_min_cosine=1.01, quality_texts=60, calibration_texts=32))
     assert "no scheme met the budget" in report.rejected["int8"]
     assert list((tmp_path / "b").glob("*.onnx")) == [tmp_path / "b" / "model.onnx"]
+
+
+def test_int8_only_bundle(make_replica: Callable[..., Path], tmp_path: Path) -> None:
+    folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
+    report = export_model(folder, tmp_path / "b", options=ExportOptions(
+        variants=("int8",), quality_texts=120, calibration_texts=64))
+    assert list(report.manifest.variants) == ["int8"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "manifest.json", "model.int8.onnx", "tokenizer.json"]
+    enc = Encoder(tmp_path / "b")
+    assert enc.precision == "int8"
+    with pytest.raises(BundleError, match=r"no 'fp32' variant; it has \['int8'\]"):
+        Encoder(tmp_path / "b", precision="fp32")
+
+
+def test_int8_only_bundle_fails_when_int8_misses(make_replica: Callable[..., Path], tmp_path: Path) -> None:
+    folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
+    with pytest.raises(ExportError, match="none of the requested variants"):
+        export_model(folder, tmp_path / "b", options=ExportOptions(
+            variants=("int8",), int8_min_top10=1.01, quality_texts=60, calibration_texts=32))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),

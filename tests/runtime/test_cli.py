@@ -123,7 +123,8 @@ def test_bad_bundle_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.Capture
     "argv",
     [[], ["frobnicate"], ["search", "b", "--docs", "d"], ["search", "b", "--query", "q", "--docs", "d",
                                                           "--top-k", "zero"],
-     ["encode", "b", "--input", "i", "--output", "o.npy", "--device", "tpu"]],
+     ["encode", "b", "--input", "i", "--output", "o.npy", "--device", "tpu"],
+     ["export", "m", "out", "--variants", "int4"]],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
