@@ -58,6 +58,10 @@ class ExportOptions:
     min_batch_invariance: float = 0.9999
     fp16_min_cosine: float = 0.999
 
+    def __post_init__(self) -> None:
+        if not self.variants or set(self.variants) - set(FILES):
+            raise ExportError(f"variants must be a non-empty subset of {sorted(FILES)}, got {self.variants}")
+
 
 @dataclass(frozen=True)
 class ExportReport:
@@ -140,10 +144,6 @@ def export_model(
             f"over {parity.texts} texts")
         variants["fp32"] = replace(variants["fp32"], parity=parity)
 
-        unknown = set(options.variants) - set(FILES)
-        if unknown or not options.variants:
-            raise ExportError(
-                f"variants must be a non-empty subset of {sorted(FILES)}, got {options.variants}")
         rejected: dict[str, str] = {}
         if {"int8", "fp16"} & set(options.variants):
             texts = varied_texts(options.quality_texts, seed=1)
@@ -161,9 +161,10 @@ def export_model(
                     write_manifest(staging, replace(manifest, variants=variants))
                     variants[name] = step(f"verify {name}", lambda v=variant: _measure(  # type: ignore[misc]
                         v, staging, reference, quality_ref, facts.similarity, options, log))
-                except ExportError as exc:
-                    rejected[name] = str(exc)
-                    log(f"  {name} not written: {exc}")
+                except Exception as exc:  # a failed variant costs that variant, not the fp32 bundle
+                    why = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
+                    rejected[name] = why
+                    log(f"  {name} not written: {why}")
                     variants.pop(name, None)
                     (staging / FILES[name]).unlink(missing_ok=True)
         if "fp32" not in options.variants:

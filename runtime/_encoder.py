@@ -13,7 +13,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from ._batching import pad_batch, plan_batches
+from ._batching import DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._errors import BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
 from ._providers import Device, available_cpus, check_session_device, providers_for
@@ -106,11 +106,13 @@ class Encoder:
     # -- encoding ----------------------------------------------------------------------------
     @overload
     def encode(
-        self, texts: str, *, batch_size: int = ..., show_progress_bar: bool = ...
+        self, texts: str, *, batch_size: int = ..., max_tokens: int = ...,
+        show_progress_bar: bool = ...,
     ) -> Embeddings: ...
     @overload
     def encode(
-        self, texts: Sequence[str], *, batch_size: int = ..., show_progress_bar: bool = ...
+        self, texts: Sequence[str], *, batch_size: int = ..., max_tokens: int = ...,
+        show_progress_bar: bool = ...,
     ) -> Embeddings: ...
 
     def encode(
@@ -118,35 +120,41 @@ class Encoder:
         texts: str | Sequence[str],
         *,
         batch_size: int = 32,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
         show_progress_bar: bool = False,
     ) -> Embeddings:
         """Embed texts. Returns float32 `(len(texts), dim)`, or `(dim,)` for a single string.
 
-        Output row i is the embedding of texts[i], whatever the batching. Texts longer than
-        `max_seq_length` word pieces are truncated exactly as sentence-transformers does.
+        Texts are sorted by token length and packed into batches of at most `batch_size` texts
+        and `max_tokens` padded tokens; output row i is the embedding of texts[i] whatever the
+        batching. Texts longer than `max_seq_length` word pieces are truncated exactly as
+        sentence-transformers does.
 
         Raises:
             InputError: texts is not a string or a sequence of strings (the message names the
-                first offending index), or batch_size is not a positive int.
+                first offending index), or batch_size / max_tokens is not a positive int.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-        single = isinstance(texts, str)
-        items = [texts] if isinstance(texts, str) else _check_texts(texts)
+        for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(texts, str):  # the interactive path: no planning, no padding
+            ids = np.asarray([self._tokenizer.encode(texts).ids], dtype=np.int64)
+            return self._run(ids, np.ones_like(ids)).reshape(-1)
+        items = _check_texts(texts)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
         encodings = self._tokenizer.encode_batch(items, add_special_tokens=True)
         rows = [e.ids for e in encodings]
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        batches = list(plan_batches(lengths, batch_size))
+        batches = list(plan_batches(lengths, batch_size, max_tokens))
         for done, idx in enumerate(batches, 1):
             width = int(lengths[idx[0]])  # longest first within the batch
             ids, mask = pad_batch([rows[i] for i in idx], width, self.manifest.pad_token_id)
             out[idx] = self._run(ids, mask)
             if show_progress_bar:
                 self._progress(done, len(batches), len(items))
-        return out[0] if single else out
+        return out
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
         feeds = {"input_ids": ids, "attention_mask": mask}

@@ -101,6 +101,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of 'score document' lines")
     p.set_defaults(run=_search)
 
+    p = sub.add_parser("bench", help="measure latency, throughput, cold start and memory of a bundle")
+    p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8", "fp16"), default="auto")
+    p.add_argument("--texts", dest="input", type=Path,
+                   help="texts to use (one per line, or JSONL with --field); default: built-in sentences")
+    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    p.add_argument("--batch-sizes", type=_size_list, default=(1, 8, 32, 128),
+                   help="comma-separated batch sizes for the throughput table (default: 1,8,32,128)")
+    p.add_argument("--repeats", type=_positive_int, default=200, help="batch-1 calls timed (default: 200)")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--output-dir", type=Path, default=Path("bench"),
+                   help="where bench.json, bench.md and bench.png go (default: ./bench)")
+    p.set_defaults(run=_bench)
+
     p = sub.add_parser("info", help="show what a bundle's manifest says")
     p.add_argument("bundle", metavar="BUNDLE", type=Path)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -116,6 +131,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return sizes
 
 
 def _variant_list(text: str) -> tuple[str, ...]:
@@ -222,6 +247,23 @@ def _search(args: argparse.Namespace) -> int:
     print("Query:", args.query)
     for hit in hits:
         print(f"{hit['score']:.4f}", docs[hit["corpus_id"]])
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ._bench import builtin_texts, markdown, run_bench, write_outputs
+
+    texts = read_texts(args.input, args.field) if args.input else builtin_texts()
+    if not texts:
+        raise InputError(f"{args.input}: no texts to benchmark with")
+    result = run_bench(args.bundle, texts=texts, batch_sizes=args.batch_sizes, repeats=args.repeats,
+                       device=args.device, precision=args.precision, threads=args.threads)
+    written = write_outputs(result, args.output_dir)
+    print(markdown(result), end="")
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    if not any(p.suffix == ".png" for p in written):
+        print("fusembed bench: no plot: matplotlib is not installed (pip install 'fusembed[bench]')",
+              file=sys.stderr)
     return 0
 
 

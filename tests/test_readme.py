@@ -51,3 +51,4 @@ def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert re.search(r"\n0\.88\d* Around 9 Million people live in London\n0\.45\d* London is known", text)
     assert re.search(r"\n0\.5\d{3} A man is riding a horse\.\n0\.\d{4} A cheetah chases prey\.\n", text)
     assert Path("london.npy").is_file()
+    assert "batch 1: p50" in text and Path("bench/bench.json").is_file()

@@ -101,6 +101,26 @@ def test_int8_only_bundle_fails_when_int8_misses(make_replica: Callable[..., Pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unknown_variant_is_refused_before_any_work() -> None:
+    with pytest.raises(ExportError, match="variants must be a non-empty subset"):
+        ExportOptions(variants=("int4",))
+
+
+def test_a_crashing_quantiser_costs_only_its_variant(
+    make_replica: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fusembed.export import pipeline
+
+    def boom(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("quantiser exploded")
+
+    monkeypatch.setattr(pipeline, "quantize_int8", boom)
+    report = export_model(make_replica(tiny(SEEDS["all-MiniLM-L6-v1"])), tmp_path / "b",
+                          options=ExportOptions(variants=("fp32", "int8"), quality_texts=60))
+    assert report.rejected == {"int8": "RuntimeError: quantiser exploded"}
+    assert list(report.manifest.variants) == ["fp32"] and Encoder(tmp_path / "b").precision == "fp32"
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" not in ort.get_available_providers(),
                     reason="needs onnxruntime-gpu and a CUDA device")
 def test_fp16_on_cuda_matches_torch(minilm_bundle: Path, minilm_st: Any) -> None:

@@ -53,6 +53,11 @@ def test_output_order_is_input_order_whatever_the_batching(encoder: Encoder) -> 
     for batch_size in (1, 7, 64):
         got = encoder.encode(texts, batch_size=batch_size)
         np.testing.assert_allclose(got[:12], alone, atol=1e-5)
+    fp32 = Encoder(encoder.bundle, precision="fp32")
+    reference = fp32.encode(texts, batch_size=1)
+    for max_tokens in (64, 1000, 100_000):  # batch composition must not matter: fp32 within 1e-5
+        np.testing.assert_allclose(fp32.encode(texts, batch_size=64, max_tokens=max_tokens),
+                                   reference, atol=1e-5)
     reversed_ = encoder.encode(texts[::-1], batch_size=7)[::-1]
     np.testing.assert_allclose(reversed_, encoder.encode(texts, batch_size=7), atol=1e-5)
 
@@ -90,6 +95,12 @@ def test_non_strings_get_a_clear_error(encoder: Encoder, texts: object, message:
 def test_bad_batch_size(encoder: Encoder, batch_size: object) -> None:
     with pytest.raises(InputError, match="batch_size"):
         encoder.encode(["a"], batch_size=batch_size)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="max_tokens"):
+        encoder.encode(["a"], max_tokens=batch_size)  # type: ignore[arg-type]
+
+
+def test_single_string_path_equals_batch_path(encoder: Encoder) -> None:
+    np.testing.assert_allclose(encoder.encode(QUERY), encoder.encode([QUERY, *DOCS])[0], atol=1e-6)
 
 
 def test_numpy_array_of_strings_is_accepted(encoder: Encoder) -> None:
