@@ -208,8 +208,10 @@ def _export(args: argparse.Namespace) -> int:
         quality_texts=args.quality_texts,
     ))
     m = report.manifest
-    print(f"wrote {report.bundle} ({m.dim}-dim, {m.similarity}; variants {', '.join(m.variants)}; "
-          f"fp32 min cosine {m.variants['fp32'].parity.min_cosine:.7f} vs sentence-transformers)")
+    measured = ", ".join(
+        f"{name} min cosine {(v.quality.min_cosine if v.quality else v.parity.min_cosine):.5f}"
+        for name, v in m.variants.items())
+    print(f"wrote {report.bundle} ({m.dim}-dim, {m.similarity}; {measured} vs sentence-transformers)")
     for name, why in report.rejected.items():
         print(f"fusembed export: warning: {name} variant not written: {why}", file=sys.stderr)
     return 0

@@ -93,6 +93,19 @@ def test_int8_only_bundle(make_replica: Callable[..., Path], tmp_path: Path) -> 
         Encoder(tmp_path / "b", precision="fp32")
 
 
+def test_int8_only_bundle_from_the_cli(
+    make_replica: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fusembed.cli import main
+
+    folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
+    assert main(["export", str(folder), str(tmp_path / "b"), "--variants", "int8",
+                 "--quality-texts", "60", "-q"]) == 0
+    assert "int8 min cosine" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "b")]) == 0
+    assert "int8  model.int8.onnx" in capsys.readouterr().out
+
+
 def test_int8_only_bundle_fails_when_int8_misses(make_replica: Callable[..., Path], tmp_path: Path) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
     with pytest.raises(ExportError, match="none of the requested variants"):
