@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from fusembed._errors import ExportError
-from fusembed._manifest import MANIFEST_NAME, Manifest, Variant, sha256_of
+from fusembed._manifest import MANIFEST_NAME, Manifest, sha256_of
 from tokenizers import Tokenizer, normalizers
 
 from .resolve import ModelFacts
@@ -65,10 +65,6 @@ def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     final = replace(manifest, files=files)
     (directory / MANIFEST_NAME).write_text(final.to_json(), encoding="utf-8")
     return final
-
-
-def with_variants(manifest: Manifest, variants: Mapping[str, Variant]) -> Manifest:
-    return replace(manifest, variants=dict(variants))
 
 
 @contextlib.contextmanager

@@ -47,7 +47,9 @@ def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSE
     with tempfile.TemporaryDirectory(prefix="fusembed-graph-") as work:
         # optimum prints progress and a validation banner; the pipeline reports instead.
         quiet = io.StringIO()
-        logging.getLogger("optimum").setLevel(logging.ERROR)
+        optimum_log = logging.getLogger("optimum")
+        level = optimum_log.level
+        optimum_log.setLevel(logging.ERROR)
         try:
             with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
                 _silence_tracing_noise()
@@ -58,6 +60,8 @@ def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSE
                 )
         except Exception as exc:  # optimum raises many types; the model name is what matters
             raise ExportError(f"optimum could not export {model.source.model!r}: {exc}") from exc
+        finally:
+            optimum_log.setLevel(level)
         graph = onnx.load(str(Path(work) / "model.onnx"))
 
     outputs = [o.name for o in graph.graph.output]
