@@ -26,6 +26,7 @@ from fusembed.export.graph import build_fused_graph
 from fusembed.export.optimize import optimize_graph
 from fusembed.export.resolve import EMBEDDED, resolve_model
 from fusembed.export.texts import varied_texts
+from fusembed.export.verify import row_cosine
 from latency import busy_seconds, contention, machine_line, short_texts
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -37,7 +38,7 @@ def batch_dependence(model: Path, enc: Encoder, texts: list[str]) -> float:
     alone = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id, batch_size=1)
     together = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id,
                                           batch_size=len(texts))
-    return float(quantize.row_cosine(alone.reference, together.reference).min())
+    return float(row_cosine(alone.reference, together.reference).min())
 
 
 def speed(model: Path, enc: Encoder, texts: list[str]) -> float:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, build in builders.items():
             path = work / f"{len(rows)}.onnx"
             build(path)
-            cos = quantize.row_cosine(reference.reference, quantize.run_graph(path, reference.feeds))
+            cos = row_cosine(reference.reference, quantize.run_graph(path, reference.feeds))
             rows.append(f"| {name} | {cos.mean():.5f} | {cos.min():.5f} "
                         f"| {batch_dependence(path, enc, eval_texts[:64]):.6f} "
                         f"| {path.stat().st_size / 1e6:.1f} | {speed(path, enc, short_texts(512)):.0f} |")

@@ -62,17 +62,12 @@ class Row:
     manifest_min_cos: float
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (n, dim) arrays, in float64."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return np.einsum("ij,ij->i", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def measure(name: str, texts: list[str]) -> Row:
     """Build (for a seed), export and compare one model; all files live in temporary dirs."""
     from fusembed import Encoder
-    from fusembed.export import export_model
+    from fusembed.export import ExportOptions, export_model
     from fusembed.export.replicas import build_replica
+    from fusembed.export.verify import row_cosine
     from sentence_transformers import SentenceTransformer
 
     with tempfile.TemporaryDirectory(prefix=f"seeds-{name}-") as tmp:
@@ -83,14 +78,14 @@ def measure(name: str, texts: list[str]) -> Row:
         else:
             folder = build_replica(name, Path(tmp) / "model")
             source = str(folder)
-        report = export_model(source, Path(tmp) / "bundle")
+        report = export_model(source, Path(tmp) / "bundle", options=ExportOptions(variants=("fp32",)))
         manifest, fp32 = report.manifest, report.manifest.variants["fp32"]
 
         st = SentenceTransformer(str(folder), device="cpu")
         config = st[0].auto_model.config
         expected = st.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
         got = Encoder(report.bundle).encode(texts, batch_size=32)
-        cos = cosines(got, expected)
+        cos = row_cosine(got, expected)
         fusions = dict(fp32.fusions)
         attention = fusions.pop("Attention", 0)
         return Row(

@@ -9,17 +9,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from fusembed._encoder import Encoder
 from fusembed._errors import BundleError, ExportError
 from fusembed._manifest import Manifest, Parity, Variant
+from tokenizers import Tokenizer
 
 from .bundle import TOKENIZER_NAME, pad_token_id, prepare_tokenizer, staged_directory, write_manifest
 from .fp16 import convert_fp16
 from .graph import build_fused_graph
 from .optimize import OptimizeResult, optimize_graph
 from .quantize import Calibration, quantize_int8
-from .resolve import ResolvedModel, resolve_model
+from .resolve import ModelFacts, ResolvedModel, resolve_model
 from .texts import EDGE_TEXTS, varied_texts
 from .verify import (
     Reference,
@@ -135,7 +137,7 @@ def export_model(
         reference = reference_for(st_model, options.parity_texts, facts)
 
         def check_fp32() -> Parity:
-            parity, worst = _compare(reference, staging, "fp32")
+            parity, worst = compare(reference, _load(staging, "fp32"))
             gate(parity, worst, "fp32", options.min_cosine)
             return parity
 
@@ -147,7 +149,8 @@ def export_model(
         rejected: dict[str, str] = {}
         if {"int8", "fp16"} & set(options.variants):
             texts = varied_texts(options.quality_texts, seed=1)
-            quality_ref = step("torch reference", lambda: reference_for(st_model, texts, facts))
+            quality_ref = step("torch reference",
+                               lambda: reference_for(st_model, texts, facts, token_ids=False))
             candidates: dict[str, Callable[[], Variant]] = {}
             if "int8" in options.variants:
                 candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,
@@ -177,15 +180,15 @@ def export_model(
     return ExportReport(Path(out_dir).resolve(), resolved, final, opt, rejected, seconds)
 
 
-def _compare(reference: Reference, bundle: Path, precision: str) -> tuple[Parity, str]:
+def _load(bundle: Path, precision: str) -> Encoder:
     try:
-        return compare(reference, bundle, precision)
+        return Encoder(bundle, precision=precision, verify=False)  # type: ignore[arg-type]
     except BundleError as exc:
         raise ExportError(f"the bundle just written does not load: {exc}") from None
 
 
-def _int8(raw: Path, fp32: Path, staging: Path, work: Path, tokenizer: Any, pad_id: int,
-          facts: Any, options: ExportOptions, log: Callable[[str], None]) -> Variant:
+def _int8(raw: Path, fp32: Path, staging: Path, work: Path, tokenizer: Tokenizer, pad_id: int,
+          facts: ModelFacts, options: ExportOptions, log: Callable[[str], None]) -> Variant:
     base = work / "quant_base.onnx"
     optimize_graph(raw, base, facts, for_quantization=True)
     calibration = Calibration.build(
@@ -203,15 +206,16 @@ def _fp16(fp32: Path, staging: Path) -> Variant:
     result = convert_fp16(fp32, staging / FILES["fp16"])
     return Variant(precision="fp16", file=FILES["fp16"], parity=_PENDING, optimized=True,
                    scheme="fp16 (pooling tail fp32: " + ", ".join(result.kept_fp32) + ")",
-                   verified_on="cpu: the fp16 graph run by the CPU provider; CUDA kernels are "
-                               "checked by tests/export/test_gpu.py on a GPU machine")
+                   verified_on="cpu: the fp16 graph run by the CPU provider; the CUDA kernels are "
+                               "checked by tests/export/test_variants.py::test_fp16_on_cuda_matches_torch "
+                               "on a GPU machine")
 
 
 def _measure(variant: Variant, staging: Path, reference: Reference, quality_ref: Reference,
              similarity: str, options: ExportOptions, log: Callable[[str], None]) -> Variant:
-    parity, _ = _compare(reference, staging, variant.precision)
-    quality = measure_quality(quality_ref.embeddings, quality_ref.texts, staging,
-                              variant.precision, similarity)
+    encoder = _load(staging, variant.precision)
+    parity, _ = compare(reference, encoder)
+    quality = measure_quality(quality_ref, encoder, similarity)
     log(f"  {variant.precision}: mean cosine {quality.mean_cosine:.5f}, min {quality.min_cosine:.5f}, "
         f"top-10 agreement {quality.top10_agreement:.3f}, batch invariance {quality.batch_invariance:.6f}")
     int8 = variant.precision == "int8"

@@ -32,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
 from .graph import IR_VERSION
+from .verify import row_cosine
 
 Feeds = dict[str, np.ndarray]
 _FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense
@@ -85,11 +86,6 @@ def run_graph(model: Path | bytes, feeds: Sequence[Feeds]) -> np.ndarray:
     wanted = {i.name for i in session.get_inputs()}
     outs = [session.run(None, {k: v for k, v in f.items() if k in wanted})[0] for f in feeds]
     return np.concatenate(outs).astype(np.float32)
-
-
-def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.asarray(np.sum(a * b, axis=1) / np.maximum(norms, 1e-12))
 
 
 def quantize_int8(

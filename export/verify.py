@@ -26,7 +26,7 @@ class Reference:
 
     texts: tuple[str, ...]
     embeddings: np.ndarray
-    token_ids: tuple[tuple[int, ...], ...]
+    token_ids: tuple[tuple[int, ...], ...] | None  # only where tokenization is compared
 
 
 def load_sentence_transformer(path: Path) -> Any:
@@ -39,8 +39,13 @@ def load_sentence_transformer(path: Path) -> Any:
     return SentenceTransformer(str(path), device="cpu")
 
 
-def reference_for(st_model: Any, texts: Sequence[str], facts: ModelFacts) -> Reference:
-    """Encode `texts` with sentence-transformers and check its settings match `facts`."""
+def reference_for(
+    st_model: Any, texts: Sequence[str], facts: ModelFacts, *, token_ids: bool = True
+) -> Reference:
+    """Encode `texts` with sentence-transformers and check its settings match `facts`.
+
+    `token_ids` also records its token ids, one text at a time (slow; only the parity texts
+    need them)."""
     from sentence_transformers.models import Normalize
 
     checks = {
@@ -51,7 +56,9 @@ def reference_for(st_model: Any, texts: Sequence[str], facts: ModelFacts) -> Ref
     for name, (ours, theirs) in checks.items():
         if ours != theirs:
             raise ExportError(f"model files say {name}={ours} but sentence-transformers uses {theirs}")
-    emb = st_model.encode(list(texts), batch_size=16, convert_to_numpy=True)
+    emb = np.asarray(st_model.encode(list(texts), batch_size=16, convert_to_numpy=True), dtype=np.float32)
+    if not token_ids:
+        return Reference(tuple(texts), emb, None)
     first = st_model[0]
     # sentence-transformers 5.x renamed tokenize to preprocess; older releases have only tokenize.
     tokenize = getattr(first, "preprocess", None) or first.tokenize
@@ -59,7 +66,7 @@ def reference_for(st_model: Any, texts: Sequence[str], facts: ModelFacts) -> Ref
     for text in texts:  # one at a time: no padding to strip
         feats = tokenize([text])
         ids.append(tuple(int(t) for t in feats["input_ids"][0]))
-    return Reference(tuple(texts), np.asarray(emb, dtype=np.float32), tuple(ids))
+    return Reference(tuple(texts), emb, tuple(ids))
 
 
 def _embedding_dimension(st_model: Any) -> int:
@@ -68,13 +75,14 @@ def _embedding_dimension(st_model: Any) -> int:
     return int(getter())
 
 
-def compare(reference: Reference, bundle: Path, precision: str) -> tuple[Parity, str]:
-    """Encode the reference texts with the bundle; return parity and the worst text."""
-    encoder = Encoder(bundle, precision=precision, verify=False)  # type: ignore[arg-type]
+def compare(reference: Reference, encoder: Encoder) -> tuple[Parity, str]:
+    """Encode the reference texts with `encoder`; return parity and the worst text."""
+    if reference.token_ids is None:
+        raise ValueError("compare needs a Reference made with token_ids=True")
     got = encoder.encode(list(reference.texts), batch_size=16)
     ours = [tuple(e.ids) for e in encoder._tokenizer.encode_batch(list(reference.texts))]
     ref = reference.embeddings
-    cos = _row_cosine(ref, got)
+    cos = row_cosine(ref, got)
     worst = int(np.argmin(cos))
     parity = Parity(
         texts=len(reference.texts),
@@ -86,10 +94,12 @@ def compare(reference: Reference, bundle: Path, precision: str) -> tuple[Parity,
     return parity, reference.texts[worst]
 
 
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    return np.sum(a * b, axis=1) / np.maximum(na * nb, 1e-12)
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of `a` with the same row of `b`, computed in float64 so that parity
+    near 1.0 is not rounding noise."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.asarray(np.einsum("ij,ij->i", a, b) / np.maximum(norms, 1e-12))
 
 
 def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> None:
@@ -107,27 +117,25 @@ def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> 
         )
 
 
-def measure_quality(
-    reference: np.ndarray, texts: Sequence[str], bundle: Path, precision: str, similarity: str
-) -> Quality:
+def measure_quality(reference: Reference, encoder: Encoder, similarity: str) -> Quality:
     """Measure a variant against the fp32 torch reference embeddings of `texts`.
 
     Besides per-text cosine, it runs a search: every sixth text is a query against the rest, and
     the top-10 results must agree with the reference's. Batch invariance compares each of the
     first 48 texts encoded alone with the same text inside one padded batch of all 48.
     """
-    encoder = Encoder(bundle, precision=precision, verify=False)  # type: ignore[arg-type]
+    texts, ref = reference.texts, reference.embeddings
     got = encoder.encode(list(texts), batch_size=32)
-    cos = _row_cosine(reference, got)
+    cos = row_cosine(ref, got)
     queries = np.arange(0, len(texts), 6)
     corpus = np.setdiff1d(np.arange(len(texts)), queries)
-    agreement = _top_k_agreement(reference, got, queries, corpus, similarity, k=10)
+    agreement = _top_k_agreement(ref, got, queries, corpus, similarity, k=10)
     probe = list(texts[:48])
     alone = encoder.encode(probe, batch_size=1)
     together = encoder.encode(probe, batch_size=len(probe))
     return Quality(
         texts=len(texts), mean_cosine=float(cos.mean()), min_cosine=float(cos.min()),
-        top10_agreement=agreement, batch_invariance=float(_row_cosine(alone, together).min()),
+        top10_agreement=agreement, batch_invariance=float(row_cosine(alone, together).min()),
     )
 
 
