@@ -43,3 +43,18 @@ def test_bench_bad_batch_sizes(tiny_bundle: Path, sizes: str, capsys: pytest.Cap
     with pytest.raises(SystemExit) as info:
         main(["bench", str(tiny_bundle), "--batch-sizes", sizes])
     assert info.value.code == 2 and "positive integers" in capsys.readouterr().err
+
+
+def test_failed_cold_start_is_a_clear_error(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusembed import FusembedError, _bench
+
+    monkeypatch.setattr(_bench, "_COLD_START", "import sys; sys.exit('cannot load the bundle')")
+    with pytest.raises(FusembedError, match="cold-start process failed: cannot load the bundle"):
+        run_bench(tiny_bundle, texts=builtin_texts(8), batch_sizes=(1,), repeats=3, warmup=1)
+
+
+def test_bench_with_an_empty_texts_file(tiny_bundle: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty.txt").write_text("")
+    assert main(["bench", str(tiny_bundle), "--texts", str(tmp_path / "empty.txt")]) == 1
+    assert "no texts to benchmark with" in capsys.readouterr().err
