@@ -120,3 +120,23 @@ def test_not_a_model(tmp_path: Path) -> None:
         resolve_model(tmp_path / "file.txt")
     with pytest.raises(ExportError, match="neither an existing folder nor a hub id"):
         resolve_model("./no/such/folder")
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        ("RepositoryNotFoundError", r"'org/gone' does not exist or is private"),
+        ("RevisionNotFoundError", r"'org/gone' has no revision 'v9'"),
+        ("HfHubHTTPError", r"downloading 'org/gone' failed: 503"),
+    ],
+)
+def test_hub_failures_are_clear(monkeypatch: pytest.MonkeyPatch, error: str, message: str) -> None:
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    def fail(*_args: object, **_kw: object) -> str:
+        raise getattr(errors, error)("503 Service Unavailable", response=None)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
+    with pytest.raises(ExportError, match=message):
+        resolve_model("org/gone", revision="v9")
