@@ -36,7 +36,11 @@ def optimize_graph(
 
     `for_quantization` keeps the Q/K/V projections as separate MatMuls (MultiHeadAttention
     instead of Attention) and the word-embedding lookup as a plain Gather, so the int8 step can
-    quantise every weight matrix, the embedding table included.
+    quantise every weight matrix, the embedding table included. It also leaves residual adds
+    and layer norms as standard Add and LayerNormalization: onnxruntime 1.32's CPU
+    SkipLayerNormalization kernel took 820 us where Add + LayerNormalization took 225 us on the
+    same tensors, which matters once int8 GEMMs make everything else the bottleneck
+    (benchmarks/results/int8_schemes.md).
     """
     before = len(onnx.load(str(src), load_external_data=False).graph.node)
     if facts.model_type not in _BERT_LIKE:
@@ -50,6 +54,7 @@ def optimize_graph(
     if for_quantization:
         options.use_multi_head_attention = True
         options.enable_embed_layer_norm = False
+        options.enable_skip_layer_norm = False
     # opt_level=0: only the Python fusions; onnxruntime's own graph passes run at load time and
     # would otherwise bake this machine's CPU features into the file.
     optimized = optimize_model(

@@ -12,6 +12,10 @@ The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md
   replaced by a constant scale calibrated on real (unpadded) tokens. Uses the u8s8 GEMM kernels.
 - `w8a8-static-ffn2-fp32`: the same with the feed-forward output projections kept in float;
   their input (the GELU output) has the widest activation range in BERT.
+- `w8a8-rowwise`: int8 weights per output column and int8 activations with one scale per token,
+  computed in the graph, after SmoothQuant's per-channel migration (`export/rowwise.py`). Keeps
+  the u8s8 GEMM kernels where a per-tensor activation scale cannot hold outlier tokens. Embedding
+  tables are int8 with one scale per row, as in `w8-blockwise`.
 - `w8-blockwise`: int8 weights in blocks of 32 (onnxruntime's MatMulNBits, int8 compute with
   per-row activation blocks) and an int8 embedding table with one scale per row.
 """
@@ -19,7 +23,7 @@ The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
 from .graph import IR_VERSION
+from .rowwise import quantize_rowwise
 from .verify import row_cosine
 
 Feeds = dict[str, np.ndarray]
@@ -52,7 +57,7 @@ class Calibration:
         feeds = []
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            ids, mask = pad_batch(chunk, max(map(len, chunk)), pad_id)
+            ids, mask = pad_batch(chunk, pad_id)
             feeds.append({"input_ids": ids, "attention_mask": mask})
         return cls(tuple(feeds), run_graph(fp32, feeds))
 
@@ -96,6 +101,7 @@ def quantize_int8(
     candidates: list[tuple[str, Callable[[Path], None]]] = [
         ("w8a8-static", lambda p: _w8a8_static(fp32, p, calibration, exclude=None)),
         ("w8a8-static-ffn2-fp32", lambda p: _w8a8_static(fp32, p, calibration, exclude=_FFN2)),
+        ("w8a8-rowwise", lambda p: _w8a8_rowwise(quant_base, p, calibration)),
         ("w8-blockwise", lambda p: _w8_blockwise(quant_base, p)),
     ]
     results: list[CandidateResult] = []
@@ -165,20 +171,49 @@ def _make_activation_scales_static(model: onnx.ModelProto, calibration: Calibrat
 
 def _activation_ranges(model: onnx.ModelProto, names: list[str], calibration: Calibration
                        ) -> dict[str, tuple[float, float]]:
+    lo = dict.fromkeys(names, 0.0)
+    hi = dict.fromkeys(names, 0.0)
+    for values in _probe(model, names, calibration):
+        for name, value in values.items():
+            lo[name] = min(lo[name], float(value.min()))
+            hi[name] = max(hi[name], float(value.max()))
+    return {n: (lo[n], hi[n]) for n in names}
+
+
+def _channel_abs_max(model: onnx.ModelProto, names: list[str], calibration: Calibration
+                     ) -> dict[str, np.ndarray]:
+    """Per-channel (last axis) max |activation| over the real tokens of the calibration texts."""
+    out: dict[str, np.ndarray] = {}
+    for values in _probe(model, names, calibration):
+        for name, value in values.items():
+            peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            out[name] = np.maximum(out[name], peak) if name in out else peak
+    return out
+
+
+def _probe(model: onnx.ModelProto, names: list[str], calibration: Calibration
+           ) -> Iterator[dict[str, np.ndarray]]:
+    """Run `model` on each calibration batch with `names` as extra outputs; yield their values,
+    padded positions removed from (batch, tokens, features) tensors: those never reach the output."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
     session = _session(probe.SerializeToString())
-    lo = dict.fromkeys(names, 0.0)
-    hi = dict.fromkeys(names, 0.0)
     for feeds in calibration.feeds:
         real = feeds["attention_mask"].reshape(-1) == 1
+        values = {}
         for name, value in zip(names, session.run(names, feeds), strict=True):
-            if value.ndim == 3:  # (batch, tokens, features): padded positions never reach the output
-                value = value.reshape(-1, value.shape[-1])[real]
-            lo[name] = min(lo[name], float(value.min()))
-            hi[name] = max(hi[name], float(value.max()))
-    return {n: (lo[n], hi[n]) for n in names}
+            values[name] = value.reshape(-1, value.shape[-1])[real] if value.ndim == 3 else value
+        yield values
+
+
+# -- w8a8-rowwise ----------------------------------------------------------------------------------
+def _w8a8_rowwise(quant_base: Path, out: Path, calibration: Calibration, alpha: float = 0.5) -> None:
+    model = onnx.load(str(quant_base))
+    _quantize_embedding_tables(model)
+    quantize_rowwise(model, lambda names: _channel_abs_max(model, names, calibration), alpha=alpha)
+    model.ir_version = min(model.ir_version, IR_VERSION)
+    onnx.save(model, str(out))
 
 
 # -- w8-blockwise ----------------------------------------------------------------------------------

@@ -33,10 +33,11 @@ def plan_batches(
 
 
 def pad_batch(
-    rows: Sequence[Sequence[int]], width: int, pad_id: int
+    rows: Sequence[Sequence[int]], pad_id: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Right-pad token id rows to `width`; return (input_ids, attention_mask) as int64."""
+    """Right-pad token id rows to the longest; return (input_ids, attention_mask) as int64."""
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    width = int(lengths.max(initial=0))
     mask = np.arange(width) < lengths[:, None]
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     # Boolean assignment fills row by row, and each row's tokens are its first `length` slots.

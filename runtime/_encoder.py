@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
-import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, overload
 
@@ -19,6 +20,9 @@ from ._manifest import Manifest, Variant, read_manifest
 from ._providers import Device, available_cpus, check_session_device, providers_for
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
+# Texts tokenized ahead of the model at once: large enough for length-sorting to leave little
+# padding, small enough that its token ids (a few MB) are all that is held beyond the output.
+_CHUNK_TEXTS = 4096
 Embeddings = npt.NDArray[np.float32]
 
 
@@ -69,7 +73,6 @@ class Encoder:
                 f"manifest's {self.manifest.inputs}; the bundle is damaged"
             )
         self._needs_type_ids = "token_type_ids" in names
-        self._lock = threading.Lock()  # guards only the progress bar writer
 
     # -- what the model is -------------------------------------------------------------------
     @property
@@ -144,17 +147,27 @@ class Encoder:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
-        encodings = self._tokenizer.encode_batch(items, add_special_tokens=True)
-        rows = [e.ids for e in encodings]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        batches = list(plan_batches(lengths, batch_size, max_tokens))
-        for done, idx in enumerate(batches, 1):
-            width = int(lengths[idx[0]])  # longest first within the batch
-            ids, mask = pad_batch([rows[i] for i in idx], width, self.manifest.pad_token_id)
-            out[idx] = self._run(ids, mask)
-            if show_progress_bar:
-                self._progress(done, len(batches), len(items))
+        # Tokenize chunk i+1 on a helper thread while chunk i runs: both the Rust tokenizer and
+        # onnxruntime release the GIL. Chunks also bound the encodings held at once, however many
+        # texts come in. Within a chunk, texts are sorted by length so batches carry little padding.
+        chunk = max(_CHUNK_TEXTS, batch_size)
+        progress = _Progress(len(items)) if show_progress_bar else None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusembed-tokenize") as pool:
+            pending = pool.submit(self._tokenize, items[:chunk])
+            for start in range(0, len(items), chunk):
+                rows = pending.result()
+                if start + chunk < len(items):
+                    pending = pool.submit(self._tokenize, items[start + chunk : start + 2 * chunk])
+                lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+                for idx in plan_batches(lengths, batch_size, max_tokens):
+                    ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
+                    out[start + idx] = self._run(ids, mask)
+                    if progress is not None:
+                        progress.advance(len(idx))
         return out
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=True)]
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
         feeds = {"input_ids": ids, "attention_mask": mask}
@@ -175,11 +188,27 @@ class Encoder:
         self._session.run_with_iobinding(binding)
         return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
 
-    def _progress(self, done: int, total: int, texts: int) -> None:
-        with self._lock:
-            end = "\n" if done == total else ""
-            sys.stderr.write(f"\rfusembed: encoded batch {done}/{total} ({texts} texts){end}")
-            sys.stderr.flush()
+
+class _Progress:
+    """A one-line progress bar on stderr: texts done, rate and time left; redrawn at most 10x/s."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.start = self.drawn = time.perf_counter()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if now - self.drawn < 0.1 and self.done < self.total:
+            return
+        self.drawn = now
+        rate = self.done / max(now - self.start, 1e-9)
+        filled = 30 * self.done // self.total
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        end = "\n" if self.done >= self.total else ""
+        sys.stderr.write(f"\rfusembed [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+                         f"texts, {rate:,.0f} texts/s, {left:.0f}s left{end}")
+        sys.stderr.flush()
 
 
 def _check_texts(texts: object) -> list[str]:

@@ -29,7 +29,7 @@ def test_token_budget_packs_short_texts_densely() -> None:
 
 
 def test_pad_batch() -> None:
-    ids, mask = pad_batch([[101, 7, 102], [101, 102], [101, 5, 6, 7, 102]], 5, 0)
+    ids, mask = pad_batch([[101, 7, 102], [101, 102], [101, 5, 6, 7, 102]], 0)
     assert ids.tolist() == [[101, 7, 102, 0, 0], [101, 102, 0, 0, 0], [101, 5, 6, 7, 102]]
     assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
     assert ids.dtype == mask.dtype == np.int64

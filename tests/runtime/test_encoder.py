@@ -135,7 +135,20 @@ def test_shared_across_threads(encoder: Encoder) -> None:
 def test_progress_bar_goes_to_stderr(encoder: Encoder, capsys: pytest.CaptureFixture[str]) -> None:
     encoder.encode(["a", "b", "c"], batch_size=1, show_progress_bar=True)
     captured = capsys.readouterr()
-    assert "batch 3/3" in captured.err and captured.out == ""
+    assert captured.out == ""
+    assert "3/3 texts" in captured.err and captured.err.endswith("\n")
+    encoder.encode(["a", "b", "c"])
+    assert capsys.readouterr().err == ""  # off by default
+
+
+def test_chunked_tokenization_gives_the_same_rows(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusembed import _encoder
+    from fusembed.export.texts import varied_texts
+
+    texts = varied_texts(50, seed=5)
+    whole = encoder.encode(texts, batch_size=4)
+    monkeypatch.setattr(_encoder, "_CHUNK_TEXTS", 7)  # 8 chunks, tokenized ahead on the helper thread
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=4), whole, atol=1e-5)
 
 
 def test_bad_threads_option(minilm_bundle: Path) -> None:

