@@ -331,7 +331,14 @@ def process_age_s() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    exec from the parent, so a child of a big driver process would report the driver's peak."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # macOS: bytes
 
 
 def versions(packages: Sequence[str]) -> dict[str, str]:
@@ -397,7 +404,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(engine.packages),
         "notes": [*engine.notes,
                   "tokens: non-padding tokens incl. [CLS]/[SEP], model tokenizer.json truncated at "
-                  "max_seq_length; rss_after_first_mb and peak_rss_mb are ru_maxrss (peak so far)",
+                  "max_seq_length; rss_after_first_mb and peak_rss_mb are VmHWM (peak so far)",
                   f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']} (tokenizer threads)"],
         "saved_vectors": str(args.save_vectors) if args.save_vectors else None,
     }

@@ -13,6 +13,9 @@ one wider GEMM), the graph computes, with `x` flattened to `[tokens, K]`:
     q  = QuantizeLinear(x, r, 128, axis=0)     uint8, zero point 128: onnxruntime's u8s8 kernels
     y  = MatMulIntegerToFloat(q, W8, 1, w_scale, 128) * r[:, None]
 
+Ten or eleven nodes per group; the concat of Q, K and V, one zero-point vector and one output
+shape for all groups keep that count down, which is what batch-1 latency pays for.
+
 `smooth` is SmoothQuant's per-channel migration (Xiao et al., 2023): channels that carry
 outliers in every token are divided down before quantisation and their weight rows multiplied up
 by the same factor, so neither side needs a wide range. `alpha` sets the balance; 0 turns it off.
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
+from fusembed._errors import ExportError
 from onnx import TensorProto, helper, numpy_helper
 
 _MS = "com.microsoft"
@@ -67,21 +71,36 @@ def quantize_rowwise(model: onnx.ModelProto, channel_abs_max: ChannelMax, *, alp
 
 
 def _add_shared(graph: onnx.GraphProto) -> None:
+    """Tensors every group uses, computed once per run: every activation has batch x tokens rows,
+    so one zero-point vector (QuantizeLinear wants one per row) and one [batch, tokens] shape serve
+    all. Fewer nodes matter: at batch 1 each costs a few microseconds whatever it computes."""
     graph.initializer.extend([
         numpy_helper.from_array(np.array(1 / 127, np.float32), "rowwise_inv127"),
-        numpy_helper.from_array(np.array(1e-12, np.float32), "rowwise_tiny"),
         numpy_helper.from_array(np.array(1.0, np.float32), "rowwise_one"),
         numpy_helper.from_array(np.array(128, np.uint8), "rowwise_zp"),
         numpy_helper.from_array(np.array([1], np.int64), "rowwise_axis1"),
     ])
+    if "input_ids" not in {i.name for i in graph.input}:
+        raise ExportError("w8a8-rowwise needs the graph input `input_ids` ([batch, tokens])")
+    shared = [
+        helper.make_node("Shape", ["input_ids"], ["rowwise_bs"]),
+        helper.make_node("ReduceProd", ["rowwise_bs"], ["rowwise_rows"], keepdims=1),
+        helper.make_node("ConstantOfShape", ["rowwise_rows"], ["rowwise_zp_rows"],
+                         value=helper.make_tensor("v", TensorProto.UINT8, [1], [128])),
+    ]
+    for offset, node in enumerate(shared):
+        node.name = f"rowwise/{node.op_type}"
+        graph.node.insert(offset, node)
 
 
 def _rewrite_group(graph: onnx.GraphProto, name: str, source: str, nodes: Sequence[onnx.NodeProto],
                    weights: Sequence[np.ndarray], channel_max: np.ndarray | None, alpha: float) -> None:
     k = weights[0].shape[0]
     w = np.concatenate(weights, axis=1)  # one GEMM for Q, K and V
+    widths = [wt.shape[1] for wt in weights]
     new: list[onnx.NodeProto] = []
-    inits = [numpy_helper.from_array(np.array([-1, k], np.int64), f"{name}_2d")]
+    inits = [numpy_helper.from_array(np.array([-1, k], np.int64), f"{name}_2d"),
+             numpy_helper.from_array(np.array([w.shape[1]], np.int64), f"{name}_n")]
     x = f"{name}_x2d"
     new.append(helper.make_node("Reshape", [source, f"{name}_2d"], [x]))
     if channel_max is not None:
@@ -94,37 +113,28 @@ def _rewrite_group(graph: onnx.GraphProto, name: str, source: str, nodes: Sequen
     w8 = np.clip(np.round(w / w_scale), -127, 127).astype(np.int8)
     inits += [numpy_helper.from_array(w8, f"{name}_w8"),
               numpy_helper.from_array(w_scale, f"{name}_w_scale")]
+    # No guard for an all-zero row: its scale is 0, QuantizeLinear's 0/0 gives some uint8, and
+    # the final multiply by that same 0 scale returns the exact answer, a zero row.
     new += [
         helper.make_node("Abs", [x], [f"{name}_abs"]),
         helper.make_node("ReduceMax", [f"{name}_abs"], [f"{name}_amax"], axes=[1], keepdims=0),
-        helper.make_node("Mul", [f"{name}_amax", "rowwise_inv127"], [f"{name}_r0"]),
-        helper.make_node("Max", [f"{name}_r0", "rowwise_tiny"], [f"{name}_r"]),  # an all-zero row
-        helper.make_node("Shape", [f"{name}_r"], [f"{name}_rshape"]),
-        helper.make_node("ConstantOfShape", [f"{name}_rshape"], [f"{name}_zp"],
-                         value=helper.make_tensor("v", TensorProto.UINT8, [1], [128])),
-        helper.make_node("QuantizeLinear", [x, f"{name}_r", f"{name}_zp"], [f"{name}_q"], axis=0),
+        helper.make_node("Mul", [f"{name}_amax", "rowwise_inv127"], [f"{name}_r"]),
+        helper.make_node("QuantizeLinear", [x, f"{name}_r", "rowwise_zp_rows"], [f"{name}_q"], axis=0),
         helper.make_node("MatMulIntegerToFloat",
                          [f"{name}_q", f"{name}_w8", "rowwise_one", f"{name}_w_scale", "rowwise_zp"],
                          [f"{name}_y0"], domain=_MS),
         helper.make_node("Unsqueeze", [f"{name}_r", "rowwise_axis1"], [f"{name}_r2"]),
         helper.make_node("Mul", [f"{name}_y0", f"{name}_r2"], [f"{name}_y"]),
+        # Back to [batch, tokens, N], then split when Q, K and V were concatenated.
+        helper.make_node("Concat", ["rowwise_bs", f"{name}_n"], [f"{name}_shape"], axis=0),
     ]
-    # Back to [batch, tokens, N] per original output: the shape of the source with its last dim
-    # replaced, then split when Q, K and V were concatenated.
-    new += [helper.make_node("Shape", [source], [f"{name}_src_shape"], end=-1)]
-    widths = [wt.shape[1] for wt in weights]
     if len(nodes) == 1:
-        parts = [f"{name}_y"]
+        new.append(helper.make_node("Reshape", [f"{name}_y", f"{name}_shape"], [nodes[0].output[0]]))
     else:
         inits.append(numpy_helper.from_array(np.array(widths, np.int64), f"{name}_widths"))
-        parts = [f"{name}_part{i}" for i in range(len(nodes))]
-        new.append(helper.make_node("Split", [f"{name}_y", f"{name}_widths"], parts, axis=1))
-    for i, (node, part, width) in enumerate(zip(nodes, parts, widths, strict=True)):
-        inits.append(numpy_helper.from_array(np.array([width], np.int64), f"{name}_n{i}"))
-        new += [
-            helper.make_node("Concat", [f"{name}_src_shape", f"{name}_n{i}"], [f"{name}_shape{i}"], axis=0),
-            helper.make_node("Reshape", [part, f"{name}_shape{i}"], [node.output[0]]),
-        ]
+        new += [helper.make_node("Reshape", [f"{name}_y", f"{name}_shape"], [f"{name}_y3"]),
+                helper.make_node("Split", [f"{name}_y3", f"{name}_widths"],
+                                 [n.output[0] for n in nodes], axis=2)]
     graph.initializer.extend(inits)
     at = list(graph.node).index(nodes[0])
     for node in nodes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, overload
@@ -147,24 +147,31 @@ class Encoder:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
-        # Tokenize chunk i+1 on a helper thread while chunk i runs: both the Rust tokenizer and
-        # onnxruntime release the GIL. Chunks also bound the encodings held at once, however many
-        # texts come in. Within a chunk, texts are sorted by length so batches carry little padding.
-        chunk = max(_CHUNK_TEXTS, batch_size)
         progress = _Progress(len(items)) if show_progress_bar else None
+        for start, rows in self._tokenized_chunks(items, max(_CHUNK_TEXTS, batch_size)):
+            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            for idx in plan_batches(lengths, batch_size, max_tokens):
+                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
+                out[start + idx] = self._run(ids, mask)
+                if progress is not None:
+                    progress.advance(len(idx))
+        return out
+
+    def _tokenized_chunks(self, items: list[str], chunk: int) -> Iterator[tuple[int, list[list[int]]]]:
+        """Yield (offset, token ids) per chunk of `items`. Past one chunk, chunk i+1 is tokenized
+        on a helper thread while chunk i runs (the Rust tokenizer and onnxruntime both release the
+        GIL), and only two chunks of token ids are held at once, however many texts come in.
+        Within a chunk, batches are planned by length, so chunks must stay large enough to sort."""
+        if len(items) <= chunk:  # the common case: no thread to start
+            yield 0, self._tokenize(items)
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusembed-tokenize") as pool:
             pending = pool.submit(self._tokenize, items[:chunk])
             for start in range(0, len(items), chunk):
                 rows = pending.result()
                 if start + chunk < len(items):
                     pending = pool.submit(self._tokenize, items[start + chunk : start + 2 * chunk])
-                lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-                for idx in plan_batches(lengths, batch_size, max_tokens):
-                    ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
-                    out[start + idx] = self._run(ids, mask)
-                    if progress is not None:
-                        progress.advance(len(idx))
-        return out
+                yield start, rows
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=True)]
