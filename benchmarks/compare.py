@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from latency import busy_seconds, contention, machine_line, short_texts
+from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
 from roofline import flops_per_token, gemm_peak
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,8 +176,9 @@ def markdown(results: list[dict[str, Any]], notes: list[str]) -> str:
             lines.append(f"| {r['model']} | {r['inputs']} | {r['engine']} | {r['error']} |||||||")
             continue
         cos = f"{r['min_cosine_vs_torch']:.5f}" if "min_cosine_vs_torch" in r else ""
+        speed = f"{r['throughput']:.0f}" if r["throughput"] >= 10 else f"{r['throughput']:.2f}"
         lines.append(
-            f"| {r['model']} | {r['inputs']} | {r['engine']} | {r['throughput']:.0f} | "
+            f"| {r['model']} | {r['inputs']} | {r['engine']} | {speed} | "
             f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} / {r['p99_ms']:.2f} | {r['first_embedding_s']:.2f} | "
             f"{r['peak_rss_mb']:.0f} | {r['import_s']:.2f} | {cos} | "
             f"{r['peak_fraction']:.0%} {r['peak_kind']} |")
@@ -228,12 +229,14 @@ def plot(results: list[dict[str, Any]], path: Path) -> str:
         bottom.bar(xs, [v[1] for v in base.values()], width, label=engine)
     labels = [f"{m}\n({i})" for m, i in groups]
     for ax, title in ((top, "throughput relative to sentence-transformers (torch), higher is better"),
-                      (bottom, "batch-1 latency p50, ms, lower is better")):
+                      (bottom, "batch-1 latency p50, ms (log scale), lower is better")):
         ax.set_xticks(range(len(groups)), labels, fontsize=7)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     top.axhline(1.0, color="grey", lw=0.8)
-    top.legend(ncol=6, fontsize=8)
+    top.set_ylim(0, top.get_ylim()[1] * 1.15)  # room for the legend above the bars
+    top.legend(ncol=6, fontsize=8, loc="upper left")
+    bottom.set_yscale("log")  # 2 ms and 300 ms on one axis
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"plot: {path.name}"
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model or engine: {unknown}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
+    start = time.perf_counter(), busy_seconds(), own_cpu_seconds()
 
     results: list[dict[str, Any]] = []
     for name in models:

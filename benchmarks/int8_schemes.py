@@ -22,12 +22,12 @@ from pathlib import Path
 import onnx
 from fusembed import Encoder, read_manifest
 from fusembed.export import quantize
-from fusembed.export.graph import build_fused_graph
+from fusembed.export.graph import IR_VERSION, build_fused_graph
 from fusembed.export.optimize import optimize_graph
-from fusembed.export.resolve import EMBEDDED, resolve_model
+from fusembed.export.resolve import EMBEDDED, ModelFacts, resolve_model
 from fusembed.export.texts import varied_texts
 from fusembed.export.verify import row_cosine
-from latency import busy_seconds, contention, machine_line, short_texts
+from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
@@ -53,6 +53,20 @@ def speed(model: Path, enc: Encoder, texts: list[str]) -> float:
     return len(texts) / best
 
 
+def skipln_base(src: Path, dst: Path, facts: ModelFacts) -> None:
+    """The quantisation base as it was before: SkipLayerNormalization fused (for the ablation)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = True
+    options.enable_embed_layer_norm = False
+    optimized = optimize_model(str(src), model_type="bert", num_heads=facts.num_heads,
+                               hidden_size=facts.hidden_size, opt_level=0, optimization_options=options)
+    optimized.model.ir_version = min(optimized.model.ir_version, IR_VERSION)
+    optimized.save_model_to_file(str(dst))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", type=Path)
@@ -62,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(args.bundle)
     fp32 = args.bundle / manifest.variants["fp32"].file
     eval_texts = varied_texts(600, seed=21)
-    wall0, busy0, ours0 = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
+    wall0, busy0, ours0 = time.perf_counter(), busy_seconds(), own_cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         embedded = {hub: name for name, (_, hub) in EMBEDDED.items()}
@@ -71,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                               revision=src.revision if src.kind == "hub" else None)
         build_fused_graph(model, work / "raw.onnx")
         optimize_graph(work / "raw.onnx", work / "base.onnx", model.facts, for_quantization=True)
+        skipln_base(work / "raw.onnx", work / "base-skipln.onnx", model.facts)
         calib = quantize.Calibration.build(enc._tokenizer, varied_texts(256, seed=99), fp32,
                                            manifest.pad_token_id)
         reference = quantize.Calibration.build(enc._tokenizer, eval_texts, fp32, manifest.pad_token_id)
@@ -83,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             "w8a8-static": lambda p: quantize._w8a8_static(fp32, p, calib, exclude=None),
             "w8a8-static-ffn2-fp32": lambda p: quantize._w8a8_static(
                 fp32, p, calib, exclude=quantize._FFN2),
+            "w8a8-rowwise, no SmoothQuant (alpha 0)": lambda p: quantize._w8a8_rowwise(
+                work / "base.onnx", p, calib, alpha=0.0),
+            "w8a8-rowwise, SkipLayerNormalization kept fused": lambda p: quantize._w8a8_rowwise(
+                work / "base-skipln.onnx", p, calib),
+            "w8a8-rowwise": lambda p: quantize._w8a8_rowwise(work / "base.onnx", p, calib),
             "w8-blockwise": lambda p: quantize._w8_blockwise(work / "base.onnx", p),
         }
         rows = []

@@ -117,10 +117,16 @@ def busy_seconds() -> float:
     return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
 
 
+def own_cpu_seconds() -> float:
+    """CPU-seconds of this process and of the child processes it has waited for (an engine run in
+    a subprocess is our own work, not other work)."""
+    return sum(os.times()[:4])
+
+
 def contention(threads: int, wall0: float, busy0: float, ours0: float) -> str:
     """How much CPU other processes took during the run: it skews both engines, torch most."""
     wall = time.perf_counter() - wall0
-    others = (busy_seconds() - busy0) - (sum(os.times()[:2]) - ours0)
+    others = (busy_seconds() - busy0) - (own_cpu_seconds() - ours0)
     share = max(0.0, others) / (wall * threads)
     verdict = "a quiet machine" if share < 0.05 else "the CPUs were shared: numbers unreliable"
     return f"other work used {share:.0%} of the {threads} CPUs during the run ({verdict})"
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --texts >= 10, --repeats >= 2, --batch-size >= 1")
 
     threads = len(os.sched_getaffinity(0))  # the CPUs this process may use (Linux)
-    start = time.perf_counter(), busy_seconds(), sum(os.times()[:2])
+    start = time.perf_counter(), busy_seconds(), own_cpu_seconds()
     texts = short_texts(args.texts)
     cpu_variants = [p for p in read_manifest(args.bundle).variants if p != "fp16"]  # fp16 is for CUDA
     results = []
