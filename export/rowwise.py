@@ -13,14 +13,15 @@ one wider GEMM), the graph computes, with `x` flattened to `[tokens, K]`:
     q  = QuantizeLinear(x, r, 128, axis=0)     uint8, zero point 128: onnxruntime's u8s8 kernels
     y  = MatMulIntegerToFloat(q, W8, 1, w_scale, 128) * r[:, None]
 
-Ten or eleven nodes per group; the concat of Q, K and V, one zero-point vector and one output
+Ten to twelve nodes per group; the concat of Q, K and V, one zero-point vector and one output
 shape for all groups keep that count down, which is what batch-1 latency pays for.
 
 `smooth` is SmoothQuant's per-channel migration (Xiao et al., 2023): channels that carry
 outliers in every token are divided down before quantisation and their weight rows multiplied up
 by the same factor, so neither side needs a wide range. `alpha` sets the balance; 0 turns it off.
 
-Biases stay where the fusions put them (MultiHeadAttention, SkipLayerNormalization, BiasGelu).
+Biases stay where the fusions put them: MultiHeadAttention's bias input, the Add before each
+residual, BiasGelu.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def quantize_rowwise(model: onnx.ModelProto, channel_abs_max: ChannelMax, *, alp
                 groups[node.input[0]].append(node)
     if not groups:
         return RowwiseResult(0, 0)
+    if "input_ids" not in {i.name for i in graph.input}:
+        raise ExportError("w8a8-rowwise needs the graph input `input_ids` ([batch, tokens])")
     channel_max = channel_abs_max(list(groups)) if alpha > 0 else {}
     _add_shared(graph)
     for index, (source, nodes) in enumerate(groups.items()):
@@ -80,8 +83,6 @@ def _add_shared(graph: onnx.GraphProto) -> None:
         numpy_helper.from_array(np.array(128, np.uint8), "rowwise_zp"),
         numpy_helper.from_array(np.array([1], np.int64), "rowwise_axis1"),
     ])
-    if "input_ids" not in {i.name for i in graph.input}:
-        raise ExportError("w8a8-rowwise needs the graph input `input_ids` ([batch, tokens])")
     shared = [
         helper.make_node("Shape", ["input_ids"], ["rowwise_bs"]),
         helper.make_node("ReduceProd", ["rowwise_bs"], ["rowwise_rows"], keepdims=1),

@@ -69,5 +69,7 @@ def test_rowwise_is_close_per_token_and_keeps_zero_rows(alpha: float) -> None:
 
 def test_rowwise_needs_input_ids() -> None:
     model = toy(with_ids=False)
+    before = model.SerializeToString()
     with pytest.raises(ExportError, match="input_ids"):
         quantize_rowwise(model, lambda names: {}, alpha=0.0)
+    assert model.SerializeToString() == before  # refused before touching the graph
