@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fusembed.export.verify import row_cosine
 from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
 from roofline import flops_per_token, gemm_peak
 
@@ -111,12 +112,6 @@ def run_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: 
     return dict(json.loads(lines[-1]))
 
 
-def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return float((a * b).sum(axis=1).min())
-
-
 def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
                   engines: tuple[str, ...]) -> list[dict[str, Any]]:
     print(f"== {plan.name} ({label}: {len(texts)} texts)", flush=True)
@@ -144,7 +139,8 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
     if "st-torch" in vectors:
         for row in rows:
             if row["engine"] in vectors:
-                row["min_cosine_vs_torch"] = min_cosine(vectors["st-torch"], vectors[row["engine"]])
+                cosines = row_cosine(vectors["st-torch"], vectors[row["engine"]])
+                row["min_cosine_vs_torch"] = float(cosines.min())
     tokens_per_text = next((r["tokens"] / r["texts"] for r in rows if "tokens" in r), 0.0)
     peak = gemm_peak(plan.hidden, tokens=max(1, int(args.batch_size * tokens_per_text)), threads=args.threads)
     flops = flops_per_token(plan.layers, plan.hidden, tokens_per_text)
