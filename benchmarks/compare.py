@@ -107,9 +107,11 @@ def run_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: 
            "--save-vectors", str(vectors), "--t0", repr(time.time())]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     lines = done.stdout.strip().splitlines()
-    if not lines:
-        return {"engine": engine, "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
-    return dict(json.loads(lines[-1]))
+    try:  # engines.py prints one JSON object, errors included; a crash prints none
+        return dict(json.loads(lines[-1]))
+    except (IndexError, json.JSONDecodeError):
+        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"engine": engine, "error": f"exit {done.returncode}: {why}"}
 
 
 def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
@@ -121,7 +123,8 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
                            "--model", str(source), "--onnx-dir", str(work / "onnx")],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if prep.returncode != 0:
-        print(f"   prepare failed: {prep.stderr.strip().splitlines()[-1:]}", flush=True)
+        last = (prep.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"   prepare failed (exit {prep.returncode}): {last}", flush=True)
     texts_file = work / f"texts-{plan.name}-{label}.txt"
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
     rows, vectors = [], {}
