@@ -62,6 +62,7 @@ class Encoder:
         self.device: Device = device
         self.variant: Variant = _choose_variant(self.manifest, device, precision)
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
+        self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         self._session = _load_session(
             self.bundle / self.variant.file, providers, threads or available_cpus()
         )
@@ -149,13 +150,59 @@ class Encoder:
             return out
         progress = _Progress(len(items)) if show_progress_bar else None
         for start, rows in self._tokenized_chunks(items, max(_CHUNK_TEXTS, batch_size)):
-            lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-            for idx in plan_batches(lengths, batch_size, max_tokens):
-                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
-                out[start + idx] = self._run(ids, mask)
-                if progress is not None:
-                    progress.advance(len(idx))
+            self._encode_rows(rows, out[start : start + len(rows)], batch_size, max_tokens, progress)
         return out
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word-piece ids per text, [CLS] and [SEP] included and truncated to `max_seq_length`:
+        what `encode` runs. `len(row)` is the text's token count (a server's `usage`).
+
+        Raises:
+            InputError: texts is not a sequence of strings.
+        """
+        if isinstance(texts, str):
+            raise InputError("tokenize takes a sequence of str; wrap a single text in a list")
+        return self._tokenize(_check_texts(texts))
+
+    def encode_tokens(
+        self, rows: Sequence[Sequence[int]], *, batch_size: int = 32, max_tokens: int = DEFAULT_MAX_TOKENS
+    ) -> Embeddings:
+        """Embed rows from `tokenize`. Equals `encode` of the same texts, row for row.
+
+        For callers that tokenize once and need the token counts too (a server counting usage,
+        or gathering requests up to a token budget before they run as one batch).
+
+        Raises:
+            InputError: a row is empty, longer than `max_seq_length`, or holds an id outside the
+                vocabulary; nothing was encoded.
+        """
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            if not 0 < len(row) <= self.max_seq_length:
+                raise InputError(
+                    f"rows[{i}] has {len(row)} tokens; expected 1 to {self.max_seq_length} (use tokenize)"
+                )
+        if rows:
+            self._encode_rows(rows, out, batch_size, max_tokens, None)
+        return out
+
+    def _encode_rows(
+        self, rows: Sequence[Sequence[int]], out: Embeddings, batch_size: int, max_tokens: int,
+        progress: _Progress | None,
+    ) -> None:
+        """Run token id rows through the model in length-sorted, token-budgeted batches, writing
+        row i's embedding to out[i]."""
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        for idx in plan_batches(lengths, batch_size, max_tokens):
+            try:
+                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
+            except (TypeError, ValueError, OverflowError):
+                raise InputError("token id rows must hold ints (use tokenize)") from None
+            if ids.size and (ids.min() < 0 or ids.max() >= self._vocab_size):
+                raise InputError(f"token ids must lie in [0, {self._vocab_size}); got one outside it")
+            out[idx] = self._run(ids, mask)
+            if progress is not None:
+                progress.advance(len(idx))
 
     def _tokenized_chunks(self, items: list[str], chunk: int) -> Iterator[tuple[int, list[list[int]]]]:
         """Yield (offset, token ids) per chunk of `items`. Past one chunk, chunk i+1 is tokenized

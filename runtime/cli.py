@@ -1,4 +1,4 @@
-"""The `fusembed` command: export, encode, search, info.
+"""The `fusembed` command: export, encode, search, bench, serve, info.
 
 Exit codes: 0 success, 1 the work failed (bad bundle, unreadable input, failed export),
 2 the command line was wrong, 130 interrupted. Errors go to stderr, without tracebacks.
@@ -116,6 +116,35 @@ def _parser() -> argparse.ArgumentParser:
                    help="where bench.json, bench.md and bench.png go (default: ./bench)")
     p.set_defaults(run=_bench)
 
+    p = sub.add_parser("serve", help="serve a bundle over HTTP, OpenAI-compatible (needs the serve extra)",
+                       description="POST /v1/embeddings (OpenAI's API), GET /v1/models, /health, "
+                       "/metrics. Concurrent requests are batched. SIGTERM lets in-flight requests finish.")
+    p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s, this machine only; 0.0.0.0 for all)")
+    p.add_argument("--port", type=_port, default=8080, help="TCP port (default: %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8", "fp16"), default="auto")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--model-name", help="the 'model' clients send (default: the bundle's model name)")
+    p.add_argument("--api-key", default=os.environ.get("FUSEMBED_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on every route but /health "
+                   "(default: $FUSEMBED_API_KEY, else no key)")
+    p.add_argument("--no-batching", dest="batching", action="store_false",
+                   help="run each request as its own model call (for comparison)")
+    p.add_argument("--max-batch-tokens", type=_positive_int, default=8192,
+                   help="a batch closes at this many tokens (default: %(default)s)")
+    p.add_argument("--max-wait-ms", type=_non_negative_float, default=2.0,
+                   help="how long a request waits for others to join its batch (default: %(default)s)")
+    p.add_argument("--max-inputs", type=_positive_int, default=2048,
+                   help="inputs per request (default: %(default)s)")
+    p.add_argument("--max-input-chars", type=_positive_int, default=65536,
+                   help="characters per input (default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=16 * 2**20,
+                   help="request body size; larger gets 413 (default: %(default)s)")
+    p.add_argument("--access-log", action="store_true", help="log every request (default: off)")
+    p.set_defaults(run=_serve)
+
     p = sub.add_parser("info", help="show what a bundle's manifest says")
     p.add_argument("bundle", metavar="BUNDLE", type=Path)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -130,6 +159,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
 
@@ -266,6 +315,28 @@ def _bench(args: argparse.Namespace) -> int:
     if not any(p.suffix == ".png" for p in written):
         print("fusembed bench: no plot: matplotlib is not installed (pip install 'fusembed[bench]')",
               file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import Limits, ServerOptions, model_names, run  # ImportError names the extra
+
+    encoder = Encoder(args.bundle, device=args.device, precision=args.precision, threads=args.threads)
+    options = ServerOptions(
+        model_name=args.model_name, api_key=args.api_key or None, batching=args.batching,
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+        limits=Limits(max_inputs=args.max_inputs, max_input_chars=args.max_input_chars,
+                      max_body_bytes=args.max_body_bytes),
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not options.api_key:
+        print(f"fusembed serve: warning: listening on {args.host} with no --api-key; "
+              "anyone who can reach this port can use it", file=sys.stderr)
+    batching = (f"batching up to {args.max_batch_tokens} tokens or {args.max_wait_ms:g} ms"
+                if args.batching else "batching off")
+    print(f"fusembed serve: model {model_names(encoder, options)[0]!r} ({encoder.precision}, "
+          f"{encoder.device}, {batching}) on http://{args.host}:{args.port}/v1/embeddings",
+          file=sys.stderr, flush=True)
+    run(encoder, options, host=args.host, port=args.port, access_log=args.access_log)
     return 0
 
 

@@ -1,0 +1,229 @@
+"""The ASGI application: OpenAI-compatible routes over one `Encoder` and a `MicroBatcher`.
+
+Starlette provides routing and requests; everything else is small enough to read here. Every
+response that is not a 2xx carries an OpenAI-style error object, including 404 for unknown routes
+and the 500 that only a bug in this server may produce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .._encoder import Encoder
+from ._batcher import MicroBatcher
+from ._metrics import Metrics
+from ._protocol import ApiError, Limits, error_body, parse_request, response_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_JSON = "application/json"
+_OPEN_PATHS = frozenset({"/health"})  # answered without the API key, for load balancers' probes
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How `fusembed serve` behaves. Every limit is an option; the defaults suit one CPU host.
+
+    Attributes:
+        model_name: the `model` clients send; default: the bundle's model name (its last path
+            part, e.g. "all-MiniLM-L6-v2"). The full hub id is accepted too.
+        api_key: when set, every route but /health needs `Authorization: Bearer <api_key>`.
+        batching: gather concurrent requests into one model call (off: one call per request).
+        max_batch_tokens: a batch closes at this many tokens.
+        max_wait_ms: how long a request may wait for others to share its batch.
+        limits: inputs per request, characters per input, body bytes.
+    """
+
+    model_name: str | None = None
+    api_key: str | None = None
+    batching: bool = True
+    max_batch_tokens: int = 8192
+    max_wait_ms: float = 2.0
+    limits: Limits = field(default_factory=Limits)
+
+
+def model_names(encoder: Encoder, options: ServerOptions) -> tuple[str, ...]:
+    """The names the server answers to, the one it reports first."""
+    source = encoder.manifest.source.model
+    short = PurePath(source).name or source
+    names = [options.model_name or short]
+    if encoder.manifest.source.kind != "local":
+        names += [source, short]
+    return tuple(dict.fromkeys(names))
+
+
+def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starlette:
+    """The ASGI app serving `encoder`. Run it with any ASGI server (`fusembed serve` uses uvicorn);
+    its lifespan starts and drains the batcher."""
+    options = options or ServerOptions()
+    names = model_names(encoder, options)
+    metrics = Metrics()
+    batcher = MicroBatcher(
+        encoder.tokenize, encoder.encode_tokens, batching=options.batching,
+        max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
+        on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,
+    )
+
+    async def embeddings(request: Request) -> Response:
+        body = await _read_body(request, options.limits.max_body_bytes)
+        parsed = parse_request(body, limits=options.limits, models=names, dim=encoder.dim)
+        rows = await batcher.tokenize(parsed.texts)
+        vectors = await batcher.embed(rows)
+        content = response_body(vectors, model=names[0], prompt_tokens=sum(map(len, rows)),
+                                encoding_format=parsed.encoding_format)
+        return Response(content, media_type=_JSON)
+
+    def model_card(name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": created, "owned_by": "fusembed"}
+
+    async def list_models(request: Request) -> Response:
+        return _json({"object": "list", "data": [model_card(names[0])]})
+
+    async def get_model(request: Request) -> Response:
+        name = request.path_params["model"]
+        if name not in names:
+            raise ApiError(404, f"the model {name!r} does not exist on this server; it serves {names[0]!r}",
+                           param="model", code="model_not_found")
+        return _json(model_card(names[0]))
+
+    async def health(request: Request) -> Response:
+        return _json({"status": "ok", "model": names[0], "dim": encoder.dim, "precision": encoder.precision,
+                      "device": encoder.device, "queued": batcher.queued})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()  # after the ASGI server has let in-flight requests finish
+
+    created = int(time.time())
+    app = Starlette(
+        routes=[
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
+    )
+    app.state.batcher, app.state.metrics, app.state.model_names = batcher, metrics, names
+    app.add_middleware(_Guard, metrics=metrics, api_key=options.api_key)
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (never held in full)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is {declared} bytes; the limit is {limit}",
+                       code="request_too_large")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"the request body is over the limit of {limit} bytes",
+                               code="request_too_large")
+    except ClientDisconnect:
+        raise ApiError(499, "the client closed the connection", code="client_closed_request") from None
+    return bytes(body)
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, media_type=_JSON)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)  # registered for ApiError only
+    return Response(exc.body(), status_code=exc.status, media_type=_JSON)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # registered for HTTPException only
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; this server has POST /v1/embeddings"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(exc.detail)
+    body = error_body(message, type="invalid_request_error")
+    return Response(body, status_code=exc.status_code, media_type=_JSON, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Only a bug gets here; client input is checked before any work and fails as a 4xx.
+    body = error_body(f"internal error ({type(exc).__name__}); see the server log", type="server_error")
+    return Response(body, status_code=500, media_type=_JSON)
+
+
+class _Guard:
+    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request): checks
+    the API key, and records each request's route, status and latency."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, api_key: str | None) -> None:
+        self.app, self.metrics = app, metrics
+        self.key = f"Bearer {api_key}".encode() if api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        route = path if path in ("/v1/embeddings", "/v1/models", "/health", "/metrics") else (
+            "/v1/models/{model}" if path.startswith("/v1/models/") else "other")
+        status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            if self.key is not None and path not in _OPEN_PATHS and not self._authorized(scope):
+                status = 401
+                body = error_body("missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                  type="invalid_request_error", code="invalid_api_key")
+                await Response(body, status_code=401, media_type=_JSON,
+                               headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            else:
+                await self.app(scope, receive, observe)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            if status >= 400:
+                self.metrics.errors.labels("server_error" if status >= 500 else "invalid_request_error").inc()
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self.key is not None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return hmac.compare_digest(value, self.key)
+        return False

@@ -1,0 +1,197 @@
+"""Dynamic micro-batching: requests that arrive together run through the model as one batch.
+
+The event loop never runs the model. Each request is tokenized on a tokenizer thread, queued with
+its token count, and a single worker gathers queued requests into one batch until the batch holds
+`max_batch_tokens` tokens or its oldest request has waited `max_wait_s`; the batch then runs on
+the model thread (onnxruntime releases the GIL, so the loop keeps accepting requests meanwhile)
+and each request gets back its own rows. While one batch runs the next one fills, so under load
+batches form without waiting at all.
+
+A request that fails inside a batch is retried alone, so one bad request fails only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Embeddings = npt.NDArray[np.float32]
+Rows = Sequence[Sequence[int]]
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one model call held; the server records it as metrics."""
+
+    requests: int
+    texts: int
+    tokens: int
+    seconds: float
+
+
+@dataclass
+class _Job:
+    rows: Rows
+    tokens: int
+    future: asyncio.Future[Embeddings]
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Gathers concurrent `embed` calls into batches for one model thread.
+
+    Args:
+        tokenize: texts -> token id rows (thread-safe; runs on the tokenizer thread).
+        encode: token id rows -> embeddings, row for row (runs on the model thread).
+        batching: False runs every request as its own model call (for comparison).
+        max_batch_tokens: a batch closes once it holds this many tokens (a larger request still
+            runs, alone).
+        max_wait_s: how long the oldest request in a forming batch may wait for company.
+        on_batch: called on the event loop after each model call.
+        on_queue: called with the number of requests waiting whenever it changes.
+    """
+
+    def __init__(
+        self,
+        tokenize: Callable[[list[str]], list[list[int]]],
+        encode: Callable[[Rows], Embeddings],
+        *,
+        batching: bool = True,
+        max_batch_tokens: int = 8192,
+        max_wait_s: float = 0.002,
+        on_batch: Callable[[BatchStats], None] = lambda _s: None,
+        on_queue: Callable[[int], None] = lambda _n: None,
+    ) -> None:
+        if max_batch_tokens < 1 or max_wait_s < 0:
+            raise ValueError(f"need max_batch_tokens >= 1 and max_wait_s >= 0, got {max_batch_tokens}, "
+                             f"{max_wait_s}")
+        self._tokenize, self._encode = tokenize, encode
+        self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
+        self._on_batch, self._on_queue = on_batch, on_queue
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._arrived = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._running = 0  # jobs taken off the queue whose results are not yet set
+        self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-tokenize")
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-model")
+
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="fusembed-batcher")
+
+    async def stop(self) -> None:
+        """Finish every queued request, then stop the worker and its threads."""
+        while self._pending or self._running:
+            await asyncio.sleep(0.001)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        self._tokenizer_thread.shutdown(wait=True)
+        self._model_thread.shutdown(wait=True)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token id rows of `texts`, computed off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, self._tokenize, texts)
+
+    async def embed(self, rows: list[list[int]]) -> Embeddings:
+        """Embeddings of `rows` (from `tokenize`), row for row, computed in some batch."""
+        if self._worker is None:
+            raise RuntimeError("MicroBatcher.start() was not called")
+        job = _Job(rows, sum(map(len, rows)), asyncio.get_running_loop().create_future())
+        self._pending.append(job)
+        self._on_queue(len(self._pending))
+        self._arrived.set()
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                self._arrived.clear()
+                await self._arrived.wait()
+            batch = await self._gather()
+            self._on_queue(len(self._pending))
+            batch = [job for job in batch if not job.future.done()]  # the client gave up: skip it
+            if not batch:
+                continue
+            started = time.perf_counter()
+            self._running = len(batch)
+            try:
+                results = await loop.run_in_executor(self._model_thread, self._encode_batch, batch)
+            except BaseException:  # the worker itself is going away: no request may hang on it
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(RuntimeError("the server's model worker stopped"))
+                raise
+            finally:
+                self._running = 0
+            seconds = time.perf_counter() - started
+            for job, result in zip(batch, results, strict=True):
+                if job.future.done():  # cancelled while it ran; the others still get theirs
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+            self._on_batch(BatchStats(len(batch), sum(len(j.rows) for j in batch),
+                                      sum(j.tokens for j in batch), seconds))
+
+    async def _gather(self) -> list[_Job]:
+        """Take jobs off the queue, oldest first, until the token budget or the oldest's wait
+        runs out. The budget is checked before adding, so a batch never exceeds it unless its
+        first job alone does."""
+        batch = [self._pending.popleft()]
+        tokens = batch[0].tokens
+        if not self.batching:
+            return batch
+        deadline = batch[0].arrived + self.max_wait_s
+        while True:
+            if self._pending:
+                if tokens + self._pending[0].tokens > self.max_batch_tokens:
+                    return batch
+                job = self._pending.popleft()
+                batch.append(job)
+                tokens += job.tokens
+                continue
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return batch
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
+                return batch
+
+    def _encode_batch(self, batch: list[_Job]) -> list[Embeddings | BaseException]:
+        """On the model thread: one call for the whole batch, split back per job. If it fails,
+        each job runs alone, so only the job that cannot be encoded gets the error."""
+        rows = [row for job in batch for row in job.rows]
+        try:
+            vectors = self._encode(rows)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            return [self._encode_one(job) for job in batch]
+        bounds = np.cumsum([0] + [len(job.rows) for job in batch])
+        return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
+
+    def _encode_one(self, job: _Job) -> Embeddings | BaseException:
+        try:
+            return self._encode(job.rows)
+        except Exception as exc:
+            return exc

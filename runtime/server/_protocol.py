@@ -1,0 +1,150 @@
+"""The OpenAI embeddings API, as far as a sentence-embedding server speaks it: parsing and checking
+a request body, and writing the response and error bodies in OpenAI's shapes.
+
+Nothing here knows about HTTP or the model; every check a client can fail raises `ApiError` with
+the status and the OpenAI error object to send, never anything that would become a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+EncodingFormat = Literal["float", "base64"]
+_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
+
+
+class ApiError(Exception):
+    """A failed request: the HTTP status and the OpenAI-style error object that explains it."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+
+    def body(self) -> bytes:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> bytes:
+    """`{"error": {"message", "type", "param", "code"}}`, as OpenAI sends it."""
+    error = {"message": message, "type": type, "param": param, "code": code}
+    return json.dumps({"error": error}, ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold. Past these the request fails with a 4xx, before any work."""
+
+    max_inputs: int = 2048  # OpenAI's own limit per request
+    max_input_chars: int = 65_536  # texts are truncated to the model's word pieces anyway
+    max_body_bytes: int = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class EmbeddingRequest:
+    texts: list[str]
+    model: str
+    encoding_format: EncodingFormat
+
+
+def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: int) -> EmbeddingRequest:
+    """Check a `POST /v1/embeddings` body. `models` are the names this server answers to."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, f"the request body must be a JSON object, got {_json_type(payload)}")
+    unknown = sorted(set(payload) - _FIELDS)
+    if unknown:
+        raise ApiError(400, f"unrecognized request argument(s): {', '.join(unknown)}; this endpoint "
+                            f"takes {', '.join(sorted(_FIELDS))}", param=unknown[0])
+
+    model = payload.get("model")
+    if not isinstance(model, str):
+        raise ApiError(400, f"'model' must be a string naming the model, got {_json_type(model)}; "
+                            f"this server has {models[0]!r}", param="model")
+    if model not in models:
+        raise ApiError(404, f"the model {model!r} does not exist on this server; it serves {models[0]!r}",
+                       param="model", code="model_not_found")
+
+    raw_format = payload.get("encoding_format") or "float"
+    if raw_format not in ("float", "base64"):
+        raise ApiError(400, f"'encoding_format' must be 'float' or 'base64', got {raw_format!r}",
+                       param="encoding_format")
+    dimensions = payload.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or dimensions != dim):
+        raise ApiError(400, f"'dimensions' is {dimensions!r}, but this model's embeddings have {dim} "
+                            "dimensions and are not truncated; leave it out or send that", param="dimensions")
+    user = payload.get("user")
+    if user is not None and not isinstance(user, str):
+        raise ApiError(400, f"'user' must be a string, got {_json_type(user)}", param="user")
+
+    encoding_format: EncodingFormat = "base64" if raw_format == "base64" else "float"
+    return EmbeddingRequest(_check_input(payload.get("input"), limits), model, encoding_format)
+
+
+def _check_input(raw: object, limits: Limits) -> list[str]:
+    if raw is None:
+        raise ApiError(400, "'input' is required: a string or a list of strings", param="input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list):
+        raise ApiError(400, f"'input' must be a string or a list of strings, got {_json_type(raw)}",
+                       param="input")
+    if not texts:
+        raise ApiError(400, "'input' is an empty list; send at least one string", param="input")
+    if len(texts) > limits.max_inputs:
+        raise ApiError(400, f"'input' has {len(texts)} items; the limit is {limits.max_inputs} per request",
+                       param="input")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in texts) or any(
+        isinstance(t, list) for t in texts
+    ):
+        raise ApiError(400, "token arrays are not accepted: send text. This server tokenizes with its "
+                            "model's own tokenizer, whose ids differ from OpenAI's", param="input")
+    for i, text in enumerate(texts):
+        where = "'input'" if isinstance(raw, str) else f"'input[{i}]'"
+        if not isinstance(text, str):
+            raise ApiError(400, f"{where} is {_json_type(text)}, expected a string", param="input")
+        if not text:
+            raise ApiError(400, f"{where} is an empty string; every input needs some text", param="input")
+        if len(text) > limits.max_input_chars:
+            raise ApiError(400, f"{where} has {len(text)} characters; the limit is "
+                                f"{limits.max_input_chars} per input", param="input")
+    return texts
+
+
+def response_body(
+    vectors: npt.NDArray[np.float32], *, model: str, prompt_tokens: int, encoding_format: EncodingFormat
+) -> bytes:
+    """The `list` of `embedding` objects, in input order, with usage, as OpenAI returns it."""
+    if encoding_format == "base64":  # little-endian float32 bytes, what the openai client decodes
+        little = vectors.astype("<f4", copy=False)
+        items: list[object] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        items = vectors.tolist()
+    data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)]
+    usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    return json.dumps({"object": "list", "data": data, "model": model, "usage": usage}).encode()
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages that talk to API users."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

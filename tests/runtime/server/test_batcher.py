@@ -1,0 +1,188 @@
+"""MicroBatcher with a stand-in model: how batches form, and that failures and cancelled
+requests stay with their own request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from fusembed.server._batcher import BatchStats, MicroBatcher
+
+
+class FakeModel:
+    """Row i's embedding is [first id, row length]; records the rows of every call. A row that
+    starts with 666 makes the whole call fail, as a bad input would."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[list[list[int]]] = []
+        self.delay = delay
+        self.threads: set[str] = set()
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return [[int(word) for word in text.split()] for text in texts]
+
+    def encode(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.calls.append([list(r) for r in rows])
+        time.sleep(self.delay)
+        if any(r[0] == 666 for r in rows):
+            raise ValueError("bad row")
+        return np.asarray([[r[0], len(r)] for r in rows], dtype=np.float32)
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> None:
+    model = FakeModel()
+    stats: list[BatchStats] = []
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05, on_batch=stats.append)
+        await batcher.start()
+        rows = [[[i, 1, 1]] * (i % 3 + 1) for i in range(10)]
+        out = await asyncio.gather(*(batcher.embed(r) for r in rows))
+        await batcher.stop()
+        return out
+
+    out = run(main())
+    assert len(model.calls) == 1 and len(model.calls[0]) == sum(i % 3 + 1 for i in range(10))
+    for i, vectors in enumerate(out):
+        assert vectors.shape == (i % 3 + 1, 2)
+        assert (vectors[:, 0] == i).all()
+    assert stats[0].requests == 10 and stats[0].tokens == 3 * stats[0].texts
+    assert "fusembed-model" in next(iter(model.threads))
+
+
+def test_batching_off_runs_each_request_alone() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model.tokenize, model.encode, batching=False, max_wait_s=0.05)
+        await batcher.start()
+        await asyncio.gather(*(batcher.embed([[i]]) for i in range(6)))
+        await batcher.stop()
+
+    run(main())
+    assert [len(c) for c in model.calls] == [1] * 6
+
+
+def test_token_budget_closes_a_batch() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=10, max_wait_s=0.05)
+        await batcher.start()
+        # 4 requests of 4 tokens: at most two fit a 10-token batch; one of 12 runs alone.
+        await asyncio.gather(*(batcher.embed([[i] * 4]) for i in range(4)), batcher.embed([[9] * 12]))
+        await batcher.stop()
+
+    run(main())
+    sizes = sorted(sum(map(len, call)) for call in model.calls)
+    assert sizes == [8, 8, 12]
+
+
+def test_a_lone_request_waits_at_most_max_wait() -> None:
+    model = FakeModel()
+
+    async def main() -> float:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.2)
+        await batcher.start()
+        started = time.perf_counter()
+        await batcher.embed([[1]])
+        waited = time.perf_counter() - started
+        await batcher.stop()
+        return waited
+
+    assert 0.2 <= run(main()) < 5.0
+
+
+def test_a_failing_request_fails_alone() -> None:
+    model = FakeModel()
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05)
+        await batcher.start()
+        out = await asyncio.gather(batcher.embed([[1]]), batcher.embed([[666]]), batcher.embed([[3], [4]]),
+                                   return_exceptions=True)
+        await batcher.stop()
+        return out
+
+    good1, bad, good2 = run(main())
+    assert isinstance(bad, ValueError)
+    assert good1.tolist() == [[1, 1]] and good2.tolist() == [[3, 1], [4, 1]]  # type: ignore[union-attr]
+    assert len(model.calls[0]) == 4  # the shared call failed, then each request ran alone
+
+
+def test_a_cancelled_request_leaves_its_batch_intact() -> None:
+    model = FakeModel(delay=0.1)
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05)
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.embed([[i]])) for i in range(8)]
+        await asyncio.sleep(0.08)  # the batch is running now
+        tasks[3].cancel()  # a client that disconnects
+        done = [await t for i, t in enumerate(tasks) if i != 3]
+        # A request cancelled before its batch forms is skipped, not run.
+        waiting = asyncio.create_task(batcher.embed([[100]]))
+        blocker = asyncio.create_task(batcher.embed([[50]]))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        await blocker
+        await batcher.stop()
+        return done
+
+    done = run(main())
+    assert [v[0, 0] for v in done] == [0, 1, 2, 4, 5, 6, 7]
+    assert not any(row[0] == 100 for call in model.calls for row in call)
+
+
+def test_stop_finishes_queued_requests() -> None:
+    model = FakeModel(delay=0.05)
+
+    async def main() -> list[np.ndarray]:
+        batcher = MicroBatcher(model.tokenize, model.encode, batching=False)
+        await batcher.start()
+        tasks = [asyncio.create_task(batcher.embed([[i]])) for i in range(5)]
+        await asyncio.sleep(0.01)
+        await batcher.stop()
+        return [t.result() for t in tasks]  # all done by the time stop returns
+
+    assert [v[0, 0] for v in run(main())] == [0, 1, 2, 3, 4]
+
+
+def test_tokenize_runs_off_the_event_loop() -> None:
+    model = FakeModel()
+    seen: list[str] = []
+
+    def tokenize(texts: list[str]) -> list[list[int]]:
+        seen.append(threading.current_thread().name)
+        return model.tokenize(texts)
+
+    async def main() -> list[list[int]]:
+        batcher = MicroBatcher(tokenize, model.encode)
+        rows = await batcher.tokenize(["1 2", "3"])
+        await batcher.stop()
+        return rows
+
+    assert run(main()) == [[1, 2], [3]]
+    assert seen[0].startswith("fusembed-tokenize")
+
+
+def test_embed_before_start_is_an_error() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model.tokenize, model.encode)
+        with pytest.raises(RuntimeError, match="start"):
+            await batcher.embed([[1]])
+        await batcher.stop()
+
+    run(main())
