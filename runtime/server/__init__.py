@@ -11,6 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import signal
+import threading
+
 try:
     import prometheus_client  # noqa: F401 (imported here only to fail early with the extra's name)
     import starlette  # noqa: F401
@@ -47,4 +50,16 @@ def run(
         create_app(encoder, options), host=host, port=port, access_log=access_log,
         timeout_graceful_shutdown=graceful_timeout_s, log_level="info", lifespan="on",
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it stopped on once it has shut down, so the process would end
+    # "killed by SIGTERM" after a clean drain. A no-op handler (restored after the drain) makes
+    # SIGTERM end the process with status 0; Ctrl-C still ends in KeyboardInterrupt.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: None) if in_main_thread else None
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits the process when it cannot start (e.g. port taken)
+        raise OSError(f"the server could not start on {host}:{port} (uvicorn's log above says why)") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fusembed import Encoder
 from fusembed.server import ServerOptions, create_app
 
 
 @contextlib.asynccontextmanager
-async def asgi_client(encoder: Encoder, options: ServerOptions | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(
+    encoder: Encoder, options: ServerOptions | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client wired straight to the app, with its lifespan (the batcher) running."""
     app = create_app(encoder, options)
     async with app.router.lifespan_context(app):
@@ -31,8 +32,9 @@ async def asgi_client(encoder: Encoder, options: ServerOptions | None = None) ->
             yield client
 
 
-def call(encoder: Encoder, requests: list[tuple[str, str, dict[str, object]]],
-         options: ServerOptions | None = None) -> list[httpx.Response]:
+def call(
+    encoder: Encoder, requests: list[tuple[str, str, dict[str, object]]], options: ServerOptions | None = None
+) -> list[httpx.Response]:
     """Send (method, path, httpx kwargs) requests in order through one app; return the responses."""
 
     async def main() -> list[httpx.Response]:
@@ -58,12 +60,17 @@ class ServerProcess:
         env.pop("FUSEMBED_API_KEY", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fusembed", "serve", str(bundle), "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"fusembed serve exited {self.proc.returncode}:\n{self.proc.stdout.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(
+                    f"fusembed serve exited {self.proc.returncode}:\n{self.proc.stdout.read()}"
+                )  # type: ignore[union-attr]
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-
 from fusembed import Encoder
 from fusembed.server import Limits, ServerOptions
 
@@ -33,16 +32,24 @@ TEXTS = ["How many people live in London?", "Around 9 million people live in Lon
 
 
 def test_embeddings_float_and_base64_equal_direct_encode(encoder: Encoder, model: str) -> None:
-    float_resp, b64_resp = call(encoder, [
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": TEXTS}}),
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": TEXTS, "encoding_format": "base64"}}),
-    ])
+    float_resp, b64_resp = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": TEXTS}}),
+            (
+                "POST",
+                "/v1/embeddings",
+                {"json": {"model": model, "input": TEXTS, "encoding_format": "base64"}},
+            ),
+        ],
+    )
     assert float_resp.status_code == b64_resp.status_code == 200
     assert float_resp.headers["content-type"] == "application/json"
     direct = encoder.encode(TEXTS)
     got_float = np.asarray([d["embedding"] for d in float_resp.json()["data"]], dtype=np.float32)
-    got_b64 = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
-                        for d in b64_resp.json()["data"]])
+    got_b64 = np.stack(
+        [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in b64_resp.json()["data"]]
+    )
     np.testing.assert_allclose(got_float, direct, atol=1e-5)
     np.testing.assert_array_equal(got_float, got_b64)
     body = float_resp.json()
@@ -59,13 +66,17 @@ def test_single_string_input(encoder: Encoder, model: str) -> None:
 
 def test_models_health_and_aliases(encoder: Encoder, model: str) -> None:
     options = ServerOptions(model_name="my-embedder")
-    models, one, missing, health, by_alias = call(encoder, [
-        ("GET", "/v1/models", {}),
-        ("GET", "/v1/models/my-embedder", {}),
-        ("GET", "/v1/models/nope", {}),
-        ("GET", "/health", {}),
-        ("POST", "/v1/embeddings", {"json": {"model": "my-embedder", "input": "a"}}),
-    ], options)
+    models, one, missing, health, by_alias = call(
+        encoder,
+        [
+            ("GET", "/v1/models", {}),
+            ("GET", "/v1/models/my-embedder", {}),
+            ("GET", "/v1/models/nope", {}),
+            ("GET", "/health", {}),
+            ("POST", "/v1/embeddings", {"json": {"model": "my-embedder", "input": "a"}}),
+        ],
+        options,
+    )
     assert models.json()["object"] == "list" and models.json()["data"][0]["id"] == "my-embedder"
     assert one.json()["id"] == "my-embedder" and one.json()["object"] == "model"
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
@@ -99,11 +110,15 @@ def test_oversized_body_is_413(encoder: Encoder, model: str) -> None:
         for i in range(0, len(data), 100):  # no Content-Length: the limit applies while reading
             yield data[i : i + 100]
 
-    declared, streamed, fits = call(encoder, [
-        ("POST", "/v1/embeddings", {"json": big}),
-        ("POST", "/v1/embeddings", {"content": chunks()}),
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": "small"}}),
-    ], options)
+    declared, streamed, fits = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", {"json": big}),
+            ("POST", "/v1/embeddings", {"content": chunks()}),
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": "small"}}),
+        ],
+        options,
+    )
     assert declared.status_code == streamed.status_code == 413
     assert declared.json()["error"]["code"] == "request_too_large"
     assert fits.status_code == 200
@@ -111,10 +126,14 @@ def test_oversized_body_is_413(encoder: Encoder, model: str) -> None:
 
 def test_input_limits_are_options(encoder: Encoder, model: str) -> None:
     options = ServerOptions(limits=Limits(max_inputs=2, max_input_chars=20))
-    too_many, too_long = call(encoder, [
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "b", "c"]}}),
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "y" * 21]}}),
-    ], options)
+    too_many, too_long = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "b", "c"]}}),
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "y" * 21]}}),
+        ],
+        options,
+    )
     assert too_many.status_code == too_long.status_code == 400
     assert "limit is 2" in too_many.json()["error"]["message"]
     assert "'input[1]' has 21 characters" in too_long.json()["error"]["message"]
@@ -123,25 +142,32 @@ def test_input_limits_are_options(encoder: Encoder, model: str) -> None:
 def test_api_key(encoder: Encoder, model: str) -> None:
     options = ServerOptions(api_key="s3cret")
     body = {"json": {"model": model, "input": "a"}}
-    none, wrong, right, health, metrics = call(encoder, [
-        ("POST", "/v1/embeddings", body),
-        ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer nope"}}),
-        ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer s3cret"}}),
-        ("GET", "/health", {}),
-        ("GET", "/metrics", {}),
-    ], options)
+    none, wrong, right, health, metrics = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", body),
+            ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer nope"}}),
+            ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer s3cret"}}),
+            ("GET", "/health", {}),
+            ("GET", "/metrics", {}),
+        ],
+        options,
+    )
     assert none.status_code == wrong.status_code == metrics.status_code == 401
     assert none.json()["error"]["code"] == "invalid_api_key"
     assert right.status_code == 200 and health.status_code == 200
 
 
 def test_metrics_count_requests_errors_and_batches(encoder: Encoder, model: str) -> None:
-    *_, metrics = call(encoder, [
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "b"]}}),
-        ("POST", "/v1/embeddings", {"json": {"model": model, "input": []}}),
-        ("GET", "/nope", {}),
-        ("GET", "/metrics", {}),
-    ])
+    *_, metrics = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": ["a", "b"]}}),
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": []}}),
+            ("GET", "/nope", {}),
+            ("GET", "/metrics", {}),
+        ],
+    )
     text = metrics.text
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'fusembed_requests_total{route="/v1/embeddings",status="200"} 1.0' in text
@@ -162,12 +188,29 @@ def test_a_bad_request_among_concurrent_good_ones_fails_alone(encoder: Encoder, 
 
     responses = asyncio.run(main())
     assert [r.status_code for r in responses] == [200] * 4 + [400] + [200] * 3
-    np.testing.assert_allclose(responses[7].json()["data"][0]["embedding"], encoder.encode("text 7"), atol=1e-5)
+    np.testing.assert_allclose(
+        responses[7].json()["data"][0]["embedding"], encoder.encode("text 7"), atol=1e-5
+    )
 
 
 def test_random_payloads_never_get_a_500(encoder: Encoder, model: str) -> None:
     rng = random.Random(0)
-    atoms: list[object] = [None, True, 0, -1, 2.5, "", "text", [], {}, [1], ["a"], [["a"]], {"x": 1}, "\ud800"]
+    atoms: list[object] = [
+        None,
+        True,
+        0,
+        -1,
+        2.5,
+        "",
+        "text",
+        [],
+        {},
+        [1],
+        ["a"],
+        [["a"]],
+        {"x": 1},
+        "\ud800",
+    ]
     keys = ["input", "model", "encoding_format", "dimensions", "user", "extra"]
     requests: list[tuple[str, str, dict[str, object]]] = []
     for _ in range(150):

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-
 from fusembed.server._batcher import BatchStats, MicroBatcher
 
 
@@ -109,8 +108,9 @@ def test_a_failing_request_fails_alone() -> None:
     async def main() -> list[object]:
         batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05)
         await batcher.start()
-        out = await asyncio.gather(batcher.embed([[1]]), batcher.embed([[666]]), batcher.embed([[3], [4]]),
-                                   return_exceptions=True)
+        out = await asyncio.gather(
+            batcher.embed([[1]]), batcher.embed([[666]]), batcher.embed([[3], [4]]), return_exceptions=True
+        )
         await batcher.stop()
         return out
 

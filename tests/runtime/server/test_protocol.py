@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-
 from fusembed.server import Limits
 from fusembed.server._protocol import ApiError, parse_request, response_body
 
@@ -49,7 +48,11 @@ def test_string_and_list_inputs() -> None:
         ({"model": MODELS[0], "input": "x", "dimensions": 256}, 400, "384 dimensions"),
         ({"model": MODELS[0], "input": "x", "dimensions": True}, 400, "dimensions"),
         ({"model": MODELS[0], "input": "x", "user": 3}, 400, "'user' must be a string"),
-        ({"model": MODELS[0], "input": "x", "temperature": 1}, 400, "unrecognized request argument.*temperature"),
+        (
+            {"model": MODELS[0], "input": "x", "temperature": 1},
+            400,
+            "unrecognized request argument.*temperature",
+        ),
     ],
 )
 def test_client_mistakes(payload: object, status: int, message: str) -> None:
@@ -79,5 +82,7 @@ def test_response_float_and_base64_round_trip() -> None:
         if fmt == "float":
             got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
         else:
-            got = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in body["data"]])
+            got = np.stack(
+                [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in body["data"]]
+            )
         np.testing.assert_array_equal(got, vectors)  # exact: float32 survives both encodings

@@ -1,0 +1,331 @@
+"""Load on `fusembed serve`, over loopback: correctness under concurrency, latency, throughput,
+dynamic batching on against off, and memory over a soak.
+
+    python benchmarks/serve_load.py bundles/all-MiniLM-L6-v2
+
+Writes benchmarks/results/serve.md and serve.json. Each server is a separate `fusembed serve`
+process; the clients run in this process on a bare asyncio HTTP/1.1 keep-alive client, because
+httpx spent 1.2-2.7 ms of CPU per request here (0.06-0.27 ms for this one), and on two cores a
+heavy client would be measured as server time. Expected vectors are computed with `Encoder`
+before any server starts, so they do not compete for the CPU either.
+
+Scenarios:
+1. soak: 64 concurrent clients send `--soak` requests of 1-4 short texts each (base64, as the
+   openai client asks), after `--warmup` requests. Every vector is checked against
+   `Encoder.encode` of the same text (cosine); RSS of the server after warm-up and at the end.
+2. batching: 32 concurrent clients, one text per request, the same requests against a server with
+   batching on and one with `--no-batching`; throughput ratio. Also the model alone (no HTTP) at
+   batch 1 and batch 32: the ratio batching can reach at best on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from fusembed import Encoder
+from fusembed._bench import builtin_texts
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: POST a JSON body, read status and body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        return int(head[9:12]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    requests: int
+    texts: int
+    errors: int
+    seconds: float
+    requests_per_s: float
+    texts_per_s: float
+    p50_ms: float
+    p99_ms: float
+    min_cosine: float | None
+
+
+async def load(
+    port: int, model: str, requests: list[list[str]], clients: int, expected: dict[str, np.ndarray] | None
+) -> LoadResult:
+    """Send `requests` (each a list of texts) from `clients` concurrent connections."""
+    latencies: list[float] = []
+    errors = 0
+    worst = 1.0
+    pending = iter(requests)
+
+    async def client() -> None:
+        nonlocal errors, worst
+        conn = await Connection.open(port)
+        for texts in pending:
+            body = json.dumps({"model": model, "input": texts, "encoding_format": "base64"}).encode()
+            started = time.perf_counter()
+            status, data = await conn.post("/v1/embeddings", body)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors += 1
+                continue
+            if expected is not None:
+                for item, text in zip(json.loads(data)["data"], texts, strict=True):
+                    got = np.frombuffer(base64.b64decode(item["embedding"]), dtype="<f4")
+                    want = expected[text]
+                    worst = min(worst, float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want))))
+        conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    seconds = time.perf_counter() - started
+    lat = np.asarray(latencies) * 1000
+    texts = sum(map(len, requests))
+    return LoadResult(
+        clients,
+        len(requests),
+        texts,
+        errors,
+        seconds,
+        len(requests) / seconds,
+        texts / seconds,
+        float(np.percentile(lat, 50)),
+        float(np.percentile(lat, 99)),
+        worst if expected is not None else None,
+    )
+
+
+class Server:
+    """A `fusembed serve` process on a free loopback port."""
+
+    def __init__(self, bundle: Path, *args: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fusembed", "serve", str(bundle), "--port", str(self.port), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.proc.stderr.read()}") from None  # type: ignore[union-attr]
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server process so far, all its threads."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        """The unlabelled samples of /metrics (batch histograms' sums and counts)."""
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = b""
+            while chunk := s.recv(65536):
+                raw += chunk
+        text = raw.split(b"\r\n\r\n", 1)[1].decode()
+        return {
+            m.group(1): float(m.group(2)) for m in re.finditer(r"^(fusembed_\w+) ([\d.e+-]+)$", text, re.M)
+        }
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+def model_alone(encoder: Encoder, texts: list[str]) -> dict[str, float]:
+    """Texts/s of the model without HTTP: batch 1 (one text per call) and batch 32."""
+    out = {}
+    for batch in (1, 32):
+        encoder.encode(texts[:64], batch_size=batch)  # warm-up
+        started = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            encoder.encode(texts[i : i + batch], batch_size=batch)
+        out[f"batch{batch}_texts_per_s"] = len(texts) / (time.perf_counter() - started)
+    return out
+
+
+def batch_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    batches = delta("fusembed_batch_texts_count")
+    return {
+        "batches": batches,
+        "mean_texts_per_batch": delta("fusembed_batch_texts_sum") / max(batches, 1),
+        "model_seconds": delta("fusembed_batch_duration_seconds_sum"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--soak", type=int, default=10_000, help="requests in the soak (default: 10000)")
+    parser.add_argument("--warmup", type=int, default=1000, help="requests before the soak's first RSS")
+    parser.add_argument(
+        "--batching-requests",
+        type=int,
+        default=3000,
+        help="single-text requests per server in the batching comparison",
+    )
+    parser.add_argument(
+        "--server-args", default="", help="extra `fusembed serve` options, e.g. '--max-wait-ms 0'"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    rng = random.Random(0)
+    pool = builtin_texts(3000, seed=1)
+    soak = [rng.sample(pool, rng.randint(1, 4)) for _ in range(args.warmup + args.soak)]
+    singles = [[rng.choice(pool)] for _ in range(args.batching_requests)]
+    encoder = Encoder(args.bundle)
+    expected = dict(zip(pool, encoder.encode(pool), strict=True))
+    alone = model_alone(encoder, pool[:2048])
+    model = Path(encoder.manifest.source.model).name
+    extra = args.server_args.split()
+    del encoder
+
+    report: dict[str, object] = {
+        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+        "model_alone": alone,
+    }
+
+    server = Server(args.bundle, *extra)
+    asyncio.run(load(server.port, model, soak[: args.warmup], 64, expected))
+    rss_warm = server.rss_mb()
+    before, cpu0 = server.metrics(), server.cpu_s()
+    result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected))
+    cpu = server.cpu_s() - cpu0
+    report["soak"] = {
+        **asdict(result),
+        "rss_after_warmup_mb": rss_warm,
+        "rss_end_mb": server.rss_mb(),
+        "server_cpu_ms_per_request": 1000 * cpu / result.requests,
+        **batch_summary(before, server.metrics()),
+    }
+    report["soak_exit_code"] = server.stop()
+
+    for name, flags in (("batching_on", []), ("batching_off", ["--no-batching"])):
+        server = Server(args.bundle, *extra, *flags)
+        asyncio.run(load(server.port, model, singles[:300], 32, None))  # warm-up
+        before, cpu0 = server.metrics(), server.cpu_s()
+        result = asyncio.run(load(server.port, model, singles, 32, expected))
+        cpu = server.cpu_s() - cpu0
+        report[name] = {
+            **asdict(result),
+            "server_cpu_ms_per_request": 1000 * cpu / result.requests,
+            **batch_summary(before, server.metrics()),
+        }
+        server.stop()
+
+    on, off = report["batching_on"], report["batching_off"]
+    assert isinstance(on, dict) and isinstance(off, dict)
+    report["batching_speedup"] = on["requests_per_s"] / off["requests_per_s"]
+    report["model_alone_ceiling"] = alone["batch32_texts_per_s"] / alone["batch1_texts_per_s"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "serve.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(r: dict) -> str:  # type: ignore[type-arg]
+    soak, on, off, alone = r["soak"], r["batching_on"], r["batching_off"], r["model_alone"]
+    lines = [
+        "# `fusembed serve` under load (loopback)",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
+        f"Python {r['machine']['python']}. "
+        "Clients and server share these CPUs.",
+        "",
+        "## Soak: 64 concurrent clients, 1-4 texts per request",
+        "",
+        "| requests | texts | errors | min cosine vs `Encoder.encode` | req/s | texts/s | p50 ms | p99 ms "
+        "| texts per batch | server CPU ms/req | RSS after warm-up | RSS at end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {soak['requests']} | {soak['texts']} | {soak['errors']} | {soak['min_cosine']:.7f} "
+        f"| {soak['requests_per_s']:.0f} | {soak['texts_per_s']:.0f} "
+        f"| {soak['p50_ms']:.1f} | {soak['p99_ms']:.1f} "
+        f"| {soak['mean_texts_per_batch']:.1f} | {soak['server_cpu_ms_per_request']:.2f} "
+        f"| {soak['rss_after_warmup_mb']:.0f} MB | {soak['rss_end_mb']:.0f} MB "
+        f"({100 * (soak['rss_end_mb'] / soak['rss_after_warmup_mb'] - 1):+.1f}%) |",
+        "",
+        f"The server exited with code {r['soak_exit_code']} on SIGTERM.",
+        "",
+        "## Dynamic batching: 32 concurrent clients, one text per request",
+        "",
+        "| server | requests | errors | min cosine | req/s | p50 ms | p99 ms | texts per batch "
+        "| server CPU ms/req |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in (("batching on", on), ("batching off", off)):
+        lines.append(
+            f"| {name} | {row['requests']} | {row['errors']} | {row['min_cosine']:.7f} "
+            f"| {row['requests_per_s']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+            f"| {row['mean_texts_per_batch']:.1f} | {row['server_cpu_ms_per_request']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Batching gives **{r['batching_speedup']:.2f}x** the throughput of the same server without it.",
+        "",
+        f"The model alone, no HTTP: {alone['batch1_texts_per_s']:.0f} texts/s one at a time, "
+        f"{alone['batch32_texts_per_s']:.0f} texts/s in batches of 32: **{r['model_alone_ceiling']:.2f}x**, "
+        "the most batching can give on this machine, before any HTTP cost.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

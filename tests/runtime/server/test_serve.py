@@ -1,0 +1,226 @@
+"""`fusembed serve` as users run it: a real process on loopback, called with OpenAI's own client
+and by many concurrent clients; disconnects, SIGTERM and command-line mistakes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from fusembed import Encoder
+from fusembed._bench import builtin_texts
+
+from tests.blocker import run_blocked
+
+from .conftest import ServerProcess
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm_bundle: Path) -> Encoder:
+    return Encoder(minilm_bundle)
+
+
+def cosines(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    return (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+
+
+def test_openai_client(minilm_bundle: Path, encoder: Encoder, serve: type[ServerProcess]) -> None:
+    server = serve(minilm_bundle)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-checked", max_retries=0)
+    texts = ["How many people live in London?", "Around 9 Million people live in London"]
+    direct = encoder.encode(texts)
+
+    default = client.embeddings.create(model=MODEL, input=texts)  # the client asks for base64
+    floats = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    single = client.embeddings.create(model=f"sentence-transformers/{MODEL}", input=texts[0])
+    for response in (default, floats):
+        got = np.asarray([d.embedding for d in response.data], dtype=np.float32)
+        assert cosines(got, direct).min() >= 0.99999
+        assert [d.index for d in response.data] == [0, 1]
+        assert response.usage.prompt_tokens == sum(map(len, encoder.tokenize(texts)))
+        assert response.model == MODEL
+    assert cosines(np.asarray([single.data[0].embedding]), direct[:1]).min() >= 0.99999
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+    with pytest.raises(openai.BadRequestError, match="empty string"):
+        client.embeddings.create(model=MODEL, input=["fine", ""])
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+
+
+def test_api_key_with_the_openai_client(minilm_bundle: Path, serve: type[ServerProcess]) -> None:
+    server = serve(minilm_bundle, "--api-key", "s3cret")
+    good = openai.OpenAI(base_url=f"{server.url}/v1", api_key="s3cret", max_retries=0)
+    bad = openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)
+    assert len(good.embeddings.create(model=MODEL, input="hi").data) == 1
+    with pytest.raises(openai.AuthenticationError):
+        bad.embeddings.create(model=MODEL, input="hi")
+    assert httpx.get(f"{server.url}/health").status_code == 200  # probes need no key
+
+
+def test_64_concurrent_clients(minilm_bundle: Path, encoder: Encoder, serve: type[ServerProcess]) -> None:
+    """A bounded load test (the full one is benchmarks/serve_load.py): no errors, every vector
+    equal to a direct encode, and requests really shared batches."""
+    server = serve(minilm_bundle)
+    pool = builtin_texts(600, seed=3)
+    expected = dict(zip(pool, encoder.encode(pool), strict=True))
+    rng = random.Random(0)
+    requests = [rng.sample(pool, rng.randint(1, 3)) for _ in range(1500)]
+    failures: list[str] = []
+    worst = [1.0]
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as client:
+            pending = iter(requests)
+
+            async def one_client() -> None:
+                for texts in pending:
+                    resp = await client.post("/v1/embeddings", json={"model": MODEL, "input": texts})
+                    if resp.status_code != 200:
+                        failures.append(resp.text)
+                        continue
+                    got = np.asarray([d["embedding"] for d in resp.json()["data"]], dtype=np.float32)
+                    worst[0] = min(
+                        worst[0], float(cosines(got, np.stack([expected[t] for t in texts])).min())
+                    )
+
+            await asyncio.gather(*(one_client() for _ in range(64)))
+
+    asyncio.run(main())
+    assert failures == []
+    assert worst[0] >= 0.99999
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'fusembed_requests_total{route="/v1/embeddings",status="200"} 1500.0' in metrics
+
+    def sample(name: str) -> float:
+        return float(re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+
+    batches, alone = (
+        sample("fusembed_batch_requests_count"),
+        sample('fusembed_batch_requests_bucket{le="1.0"}'),
+    )
+    # How large batches get depends on how fast this client sends (httpx is slow); that some
+    # held several requests does not.
+    assert alone < batches <= 1500, (alone, batches)
+
+
+def test_clients_that_disconnect_do_not_break_their_batch(
+    minilm_bundle: Path, encoder: Encoder, serve: type[ServerProcess]
+) -> None:
+    server = serve(minilm_bundle, "--max-wait-ms", "300")  # a long wait: quitters and stayers share a batch
+    texts = [f"sentence number {i} about London" for i in range(16)]
+
+    def quitter(i: int) -> None:
+        body = json.dumps({"model": MODEL, "input": [texts[i], "gone before the answer"]}).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(
+                b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            time.sleep(0.05)  # the request is queued; now hang up
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            quitters = [asyncio.to_thread(quitter, i) for i in range(8)]
+            stayers = [
+                client.post("/v1/embeddings", json={"model": MODEL, "input": texts[i]}) for i in range(8, 16)
+            ]
+            results = await asyncio.gather(*quitters, *stayers)
+            return list(results[8:])
+
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * 8
+    got = np.asarray([r.json()["data"][0]["embedding"] for r in responses], dtype=np.float32)
+    assert cosines(got, encoder.encode(texts[8:])).min() >= 0.99999
+    again = httpx.post(f"{server.url}/v1/embeddings", json={"model": MODEL, "input": "still serving"})
+    assert again.status_code == 200 and httpx.get(f"{server.url}/health").json()["queued"] == 0
+
+
+def test_sigterm_lets_in_flight_requests_finish(minilm_bundle: Path, serve: type[ServerProcess]) -> None:
+    server = serve(minilm_bundle)
+    big = {"model": MODEL, "input": [f"a long document, part {i}, " * 40 for i in range(1500)]}
+    result: dict[str, httpx.Response] = {}
+    sender = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", httpx.post(f"{server.url}/v1/embeddings", json=big, timeout=300)
+        )
+    )
+    sender.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until the big request is being worked on
+        metrics = httpx.get(f"{server.url}/metrics").text
+        if "fusembed_requests_in_flight 2.0" in metrics:  # this /metrics call and the big request
+            break
+        time.sleep(0.005)
+    code, log = server.stop()  # SIGTERM while the request is in flight
+    sender.join(timeout=300)
+    assert result["r"].status_code == 200, result["r"].text
+    assert len(result["r"].json()["data"]) == 1500
+    assert code == 0, log
+    assert "Waiting for connections to close" in log or "Shutting down" in log, log
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/health")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["serve", "no/such/bundle"], 1, "no/such/bundle"),
+        (["serve", "BUNDLE", "--port", "70000"], 2, "expected a TCP port"),
+        (["serve", "BUNDLE", "--max-wait-ms", "-1"], 2, "expected a number >= 0"),
+        (["serve", "BUNDLE", "--max-batch-tokens", "0"], 2, "--max-batch-tokens"),
+        (["serve", "BUNDLE", "--device", "tpu"], 2, "invalid choice"),
+    ],
+)
+def test_command_line_mistakes(minilm_bundle: Path, argv: list[str], code: int, message: str) -> None:
+    argv = [str(minilm_bundle) if a == "BUNDLE" else a for a in argv]
+    result = subprocess.run(
+        [sys.executable, "-m", "fusembed", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_is_a_clear_error(minilm_bundle: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "fusembed", "serve", str(minilm_bundle), "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "address already in use" in result.stderr.lower()
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_the_extra_names_the_extra(minilm_bundle: Path) -> None:
+    result = run_blocked(
+        """
+        import sys
+        from fusembed.cli import main
+        sys.exit(main(["serve", sys.argv[1]]))
+    """,
+        str(minilm_bundle),
+        blocked=("starlette",),
+    )
+    assert result.returncode == 1
+    assert "pip install 'fusembed[serve]'" in result.stderr and "starlette" in result.stderr
