@@ -211,9 +211,10 @@ def main() -> None:
     parser.add_argument(
         "--batching-requests",
         type=int,
-        default=3000,
-        help="single-text requests per server in the batching comparison",
+        default=1500,
+        help="single-text requests per server per round in the batching comparison",
     )
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the batching comparison")
     parser.add_argument(
         "--server-args", default="", help="extra `fusembed serve` options, e.g. '--max-wait-ms 0'"
     )
@@ -246,32 +247,54 @@ def main() -> None:
     rss_warm = server.rss_mb()
     before, cpu0 = server.metrics(), server.cpu_s()
     result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected))
-    cpu = server.cpu_s() - cpu0
+    soak_cpu = server.cpu_s() - cpu0
     report["soak"] = {
         **asdict(result),
         "rss_after_warmup_mb": rss_warm,
         "rss_end_mb": server.rss_mb(),
-        "server_cpu_ms_per_request": 1000 * cpu / result.requests,
+        "server_cpu_ms_per_request": 1000 * soak_cpu / result.requests,
         **batch_summary(before, server.metrics()),
     }
     report["soak_exit_code"] = server.stop()
 
-    for name, flags in (("batching_on", []), ("batching_off", ["--no-batching"])):
-        server = Server(args.bundle, *extra, *flags)
+    # Both servers stay up and take turns, round after round (order alternating), so that the
+    # host's noise, which moves throughput here by 15-30% from minute to minute, hits both alike.
+    servers = {"batching_on": Server(args.bundle, *extra),
+               "batching_off": Server(args.bundle, *extra, "--no-batching")}
+    cpu = dict.fromkeys(servers, 0.0)
+    results: dict[str, list[LoadResult]] = {name: [] for name in servers}
+    for server in servers.values():
         asyncio.run(load(server.port, model, singles[:300], 32, None))  # warm-up
-        before, cpu0 = server.metrics(), server.cpu_s()
-        result = asyncio.run(load(server.port, model, singles, 32, expected))
-        cpu = server.cpu_s() - cpu0
+    metrics_before = {name: server.metrics() for name, server in servers.items()}
+    ratios = []
+    for round_ in range(args.rounds):
+        order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+        for name in order:
+            server = servers[name]
+            cpu0 = server.cpu_s()
+            results[name].append(asyncio.run(load(server.port, model, singles, 32, expected)))
+            cpu[name] += server.cpu_s() - cpu0
+        ratios.append(results["batching_on"][-1].requests_per_s / results["batching_off"][-1].requests_per_s)
+    for name, server in servers.items():
+        runs = results[name]
+        requests = sum(r.requests for r in runs)
+        seconds = sum(r.seconds for r in runs)
         report[name] = {
-            **asdict(result),
-            "server_cpu_ms_per_request": 1000 * cpu / result.requests,
-            **batch_summary(before, server.metrics()),
+            "rounds": [asdict(r) for r in runs],
+            "requests": requests,
+            "errors": sum(r.errors for r in runs),
+            "min_cosine": min(r.min_cosine for r in runs if r.min_cosine is not None),
+            "requests_per_s": requests / seconds,
+            "p50_ms": float(np.median([r.p50_ms for r in runs])),
+            "p99_ms": float(np.median([r.p99_ms for r in runs])),
+            "server_cpu_ms_per_request": 1000 * cpu[name] / requests,
+            **batch_summary(metrics_before[name], server.metrics()),
         }
         server.stop()
-
-    on, off = report["batching_on"], report["batching_off"]
-    assert isinstance(on, dict) and isinstance(off, dict)
-    report["batching_speedup"] = on["requests_per_s"] / off["requests_per_s"]
+    speed = {name: sum(r.requests for r in runs) / sum(r.seconds for r in runs)
+             for name, runs in results.items()}
+    report["batching_speedup"] = speed["batching_on"] / speed["batching_off"]
+    report["batching_speedup_per_round"] = ratios
     report["model_alone_ceiling"] = alone["batch32_texts_per_s"] / alone["batch1_texts_per_s"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -317,7 +340,9 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         )
     lines += [
         "",
-        f"Batching gives **{r['batching_speedup']:.2f}x** the throughput of the same server without it.",
+        f"Batching gives **{r['batching_speedup']:.2f}x** the throughput of the same server without it "
+        f"(rounds: {', '.join(f'{x:.2f}x' for x in r['batching_speedup_per_round'])}; the two servers "
+        "took turns, so that the host's noise hit both alike). p50 and p99 are medians over rounds.",
         "",
         f"The model alone, no HTTP: {alone['batch1_texts_per_s']:.0f} texts/s one at a time, "
         f"{alone['batch32_texts_per_s']:.0f} texts/s in batches of 32: **{r['model_alone_ceiling']:.2f}x**, "

@@ -7,8 +7,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,17 +38,31 @@ def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     outputs: list[str] = []
-    for kind, code in _blocks():
-        if kind == "sh":
-            for line in code.splitlines():
-                result = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,
-                                        check=False, timeout=600)
-                assert result.returncode == 0, f"{line}\n{result.stderr}"
+    port = str(free_port())  # the README's 8080 may be taken on this machine
+    background: list[subprocess.Popen[str]] = []
+    try:
+        for kind, code in _blocks():
+            code = code.replace("8080", port)
+            if kind == "sh":
+                for line in code.splitlines():
+                    if line.endswith(" &"):  # a server: started here, stopped when the test ends
+                        log = (tmp_path / f"background-{len(background)}.log").open("w")
+                        background.append(subprocess.Popen(line[:-2], shell=True, env=env, text=True,
+                                                           stdout=log, stderr=log, start_new_session=True))
+                        wait_for_health(f"http://127.0.0.1:{port}/health", background[-1])
+                        continue
+                    result = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,
+                                            check=False, timeout=600)
+                    assert result.returncode == 0, f"{line}\n{result.stderr}"
+                    outputs.append(result.stdout)
+            elif kind == "python":
+                result = run_blocked(code)
+                assert result.returncode == 0, f"{code}\n{result.stderr}"
                 outputs.append(result.stdout)
-        elif kind == "python":
-            result = run_blocked(code)
-            assert result.returncode == 0, f"{code}\n{result.stderr}"
-            outputs.append(result.stdout)
+    finally:
+        for proc in background:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
     text = "\n".join(outputs)
     # The seed example ranks the population sentence first, from Python and from the CLI.
     assert re.search(r"Query: How many people live in London\?\n0\.8\d+ Around 9 Million", text)
@@ -55,3 +73,25 @@ def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     assert re.search(r"\n0\.5\d{3} A man is riding a horse\.\n0\.\d{4} A cheetah chases prey\.\n", text)
     assert Path("london.npy").is_file()
     assert "batch 1: p50" in text and Path("bench/bench.json").is_file()
+    # The server: curl gets an OpenAI list, the openai client two 384-float vectors.
+    assert '{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [' in text
+    assert re.search(r"2 vectors of 384 floats; \d+ tokens\ncosine 0\.8\d+", text), text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_health(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the README's server exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within 60 s")
