@@ -154,3 +154,34 @@ def test_chunked_tokenization_gives_the_same_rows(encoder: Encoder, monkeypatch:
 def test_bad_threads_option(minilm_bundle: Path) -> None:
     with pytest.raises(ValueError, match="threads"):
         Encoder(minilm_bundle, threads=0)
+
+
+def test_tokenize_then_encode_tokens_equals_encode(encoder: Encoder) -> None:
+    texts = [QUERY, *DOCS, "", "word " * 1000]
+    rows = encoder.tokenize(texts)
+    assert [len(r) for r in rows][3] == 2  # [CLS] [SEP]
+    assert len(rows[4]) == encoder.max_seq_length  # truncated as encode truncates
+    np.testing.assert_allclose(encoder.encode_tokens(rows), encoder.encode(texts), atol=1e-6)
+    assert encoder.encode_tokens([]).shape == (0, encoder.dim)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[101, 102], []], r"rows\[1\] has 0 tokens"),
+        ([[101] * 300], r"rows\[0\] has 300 tokens; expected 1 to 256"),
+        ([[101, 10**9, 102]], "token ids must lie in"),
+        ([[101, -1, 102]], "token ids must lie in"),
+        ([[101, "x", 102]], "must hold ints"),
+    ],
+)
+def test_encode_tokens_rejects_bad_rows(encoder: Encoder, rows: list[list[object]], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        encoder.encode_tokens(rows)  # type: ignore[arg-type]
+
+
+def test_tokenize_rejects_what_encode_rejects(encoder: Encoder) -> None:
+    with pytest.raises(InputError, match="wrap a single text"):
+        encoder.tokenize(QUERY)
+    with pytest.raises(InputError, match=r"texts\[1\] is int"):
+        encoder.tokenize(["fine", 3])  # type: ignore[list-item]
