@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +15,7 @@ from tokenizers import Tokenizer
 from ._batching import DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._errors import BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
+from ._progress import Progress
 from ._providers import Device, available_cpus, check_session_device, providers_for
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
@@ -148,7 +147,7 @@ class Encoder:
         out = np.empty((len(items), self.dim), dtype=np.float32)
         if not items:
             return out
-        progress = _Progress(len(items)) if show_progress_bar else None
+        progress = Progress(len(items)) if show_progress_bar else None
         for start, rows in self._tokenized_chunks(items, max(_CHUNK_TEXTS, batch_size)):
             self._encode_rows(rows, out[start : start + len(rows)], batch_size, max_tokens, progress)
         return out
@@ -188,7 +187,7 @@ class Encoder:
 
     def _encode_rows(
         self, rows: Sequence[Sequence[int]], out: Embeddings, batch_size: int, max_tokens: int,
-        progress: _Progress | None,
+        progress: Progress | None,
     ) -> None:
         """Run token id rows through the model in length-sorted, token-budgeted batches, writing
         row i's embedding to out[i]."""
@@ -241,28 +240,6 @@ class Encoder:
         binding.bind_output(self.manifest.output, "cuda")
         self._session.run_with_iobinding(binding)
         return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
-
-
-class _Progress:
-    """A one-line progress bar on stderr: texts done, rate and time left; redrawn at most 10x/s."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.start = self.drawn = time.perf_counter()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if now - self.drawn < 0.1 and self.done < self.total:
-            return
-        self.drawn = now
-        rate = self.done / max(now - self.start, 1e-9)
-        filled = 30 * self.done // self.total
-        left = (self.total - self.done) / rate if rate > 0 else 0.0
-        end = "\n" if self.done >= self.total else ""
-        sys.stderr.write(f"\rfusembed [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                         f"texts, {rate:,.0f} texts/s, {left:.0f}s left{end}")
-        sys.stderr.flush()
 
 
 def _check_texts(texts: object) -> list[str]:

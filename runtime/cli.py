@@ -1,4 +1,4 @@
-"""The `fusembed` command: export, encode, search, bench, serve, info.
+"""The `fusembed` command: export, encode, search, bench, serve, embed-corpus, info.
 
 Exit codes: 0 success, 1 the work failed (bad bundle, unreadable input, failed export),
 2 the command line was wrong, 130 interrupted. Errors go to stderr, without tracebacks.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -144,6 +145,42 @@ def _parser() -> argparse.ArgumentParser:
                    help="request body size; larger gets 413 (default: %(default)s)")
     p.add_argument("--access-log", action="store_true", help="log every request (default: off)")
     p.set_defaults(run=_serve)
+
+    p = sub.add_parser("embed-corpus",
+                       help="embed a corpus file into Parquet shards, streaming and resumable",
+                       description="Embed every row of INPUT (text: one document per line; JSONL; Parquet) "
+                       "into OUTPUT_DIR/part-NNNNN.parquet shards (id, embedding) plus manifest.json and "
+                       "bad_rows.jsonl. Rerunning after an interruption resumes: finished shards are kept.")
+    p.add_argument("input", metavar="INPUT", type=Path,
+                   help="*.txt (one per line), *.jsonl/*.ndjson or *.parquet")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="directory for the shards")
+    p.add_argument("--bundle", type=Path, required=True, help="bundle directory")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8", "fp16"), default="auto")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--format", choices=("text", "jsonl", "parquet"),
+                   help="input format (default: from the suffix; anything else is text)")
+    p.add_argument("--text-field", default="text",
+                   help="JSONL field or Parquet column of the text (default: text)")
+    p.add_argument("--id-field", help="JSONL field or Parquet column of the id (default: the row number)")
+    p.add_argument("--on-bad-row", choices=("fail", "skip"), default="fail",
+                   help="a row with no usable text (empty, not UTF-8, missing field): stop, or leave it out "
+                   "and list it in bad_rows.jsonl (default: fail)")
+    p.add_argument("--shard-rows", type=_positive_int, default=50_000,
+                   help="input rows per shard, the unit of resuming (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUTPUT_DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--ray", action="store_true", help="run on Ray Data (needs the ray extra)")
+    p.add_argument("--ray-address",
+                   help="Ray cluster to join, e.g. ray://head:10001 (default: start a local one)")
+    p.add_argument("--ray-workers", type=_positive_int, default=2,
+                   help="with --ray: embedding actors, one bundle each (default: %(default)s)")
+    p.add_argument("--ray-cpus-per-worker", type=float, default=1.0,
+                   help="with --ray: CPUs per actor, also its onnxruntime threads (default: %(default)s)")
+    p.add_argument("--ray-gpus-per-worker", type=float, default=0.0,
+                   help="with --ray: GPUs per actor; > 0 runs the actors with device=cuda (default: 0)")
+    p.set_defaults(run=_embed_corpus)
 
     p = sub.add_parser("info", help="show what a bundle's manifest says")
     p.add_argument("bundle", metavar="BUNDLE", type=Path)
@@ -337,6 +374,35 @@ def _serve(args: argparse.Namespace) -> int:
           f"{encoder.device}, {batching}) on http://{args.host}:{args.port}/v1/embeddings",
           file=sys.stderr, flush=True)
     run(encoder, options, host=args.host, port=args.port, access_log=args.access_log)
+    return 0
+
+
+def _embed_corpus(args: argparse.Namespace) -> int:
+    if args.ray:
+        from .ray import embed_corpus_with_ray  # ImportError names the extra
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray's progress bars stay
+
+        report = embed_corpus_with_ray(
+            args.input, args.output_dir, args.bundle, input_format=args.format, text_field=args.text_field,
+            id_field=args.id_field, on_bad_row=args.on_bad_row, batch_size=args.batch_size,
+            overwrite=args.overwrite, address=args.ray_address, workers=args.ray_workers,
+            cpus_per_worker=args.ray_cpus_per_worker, gpus_per_worker=args.ray_gpus_per_worker,
+            precision=args.precision,
+        )
+    else:
+        from .corpus import CorpusOptions, Source, embed_corpus  # ImportError names the extra
+
+        source = Source.open(args.input, format=args.format, text_field=args.text_field,
+                             id_field=args.id_field)
+        encoder = Encoder(args.bundle, device=args.device, precision=args.precision, threads=args.threads)
+        report = embed_corpus(source, args.output_dir, encoder, CorpusOptions(
+            shard_rows=args.shard_rows, on_bad_row=args.on_bad_row, batch_size=args.batch_size,
+            progress=args.progress, overwrite=args.overwrite))
+    resumed = f", {report.shards_resumed} kept from an earlier run" if report.shards_resumed else ""
+    print(f"wrote {report.output_dir}: {report.rows_written} of {report.rows_in} rows in {report.shards} "
+          f"shards{resumed}, {report.bad_rows} bad rows (bad_rows.jsonl), {report.seconds:.1f} s",
+          file=sys.stderr)
     return 0
 
 
