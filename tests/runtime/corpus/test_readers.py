@@ -1,0 +1,93 @@
+"""Corpus readers: every input row comes out once, with its text or the reason it has none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fusembed import InputError
+from fusembed.corpus import Source
+
+
+def rows(source: Source) -> list[tuple[int, object, str | None, str | None]]:
+    return [tuple(r) for r in source.rows()]  # type: ignore[misc]
+
+
+def test_text_lines(tmp_path: Path) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_bytes(b"first doc\r\n\n   \nbad \xff byte\nlast without newline")
+    source = Source.open(path)
+    assert source.format == "text" and source.count_rows() == 5
+    assert rows(source) == [
+        (0, 0, "first doc", None),
+        (1, 1, "", "empty text"),
+        (2, 2, "   ", "empty text"),
+        (3, 3, None, "not valid UTF-8 (byte 4)"),
+        (4, 4, "last without newline", None),
+    ]
+
+
+def test_jsonl_with_ids(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    lines = [{"id": "a", "text": "alpha"}, {"id": 7, "body": "x"}, {"text": "no id"}, {"id": "c", "text": 3},
+             {"id": [1], "text": "list id"}, {"id": "d", "text": None}]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n\n[1, 2]\n")
+    got = rows(Source.open(path, id_field="id"))
+    assert got[0] == (0, "a", "alpha", None)
+    assert got[1] == (1, "7", None, "no field 'text'")
+    assert got[2][3] == "id field 'id' is missing"
+    assert got[3][3] == "field 'text' is a int, not a string"
+    assert got[4][3] == "id field 'id' is a list, not a string or integer"
+    assert got[5][3] == "field 'text' is null"
+    assert got[6][3].startswith("not valid JSON") and got[7][3] == "empty line"
+    assert got[8][3] == "not a JSON object"
+    assert [r[0] for r in got] == list(range(9))
+
+
+def test_jsonl_without_id_field_uses_row_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "docs.ndjson"
+    path.write_text('{"body": "one"}\n{"body": "two"}\n')
+    assert rows(Source.open(path, text_field="body")) == [(0, 0, "one", None), (1, 1, "two", None)]
+
+
+def test_parquet_columns_nulls_and_binary(tmp_path: Path) -> None:
+    path = tmp_path / "docs.parquet"
+    table = pa.table({"doc_id": pa.array([10, 11, None, 13], pa.int64()),
+                      "body": pa.array([b"ok", b"\xff", b"fine", None], pa.binary()), "other": [1, 2, 3, 4]})
+    pq.write_table(table, path)
+    source = Source.open(path, text_field="body", id_field="doc_id")
+    assert source.count_rows() == 4
+    assert rows(source) == [
+        (0, 10, "ok", None),
+        (1, 11, None, "not valid UTF-8 (byte 0)"),
+        (2, 2, None, "id column 'doc_id' is null"),
+        (3, 13, None, "field 'body' is null"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kwargs", "message"),
+    [
+        ("missing.txt", None, {}, "no such file"),
+        ("docs.parquet", b"not parquet at all", {}, "not a readable Parquet file"),
+        ("ok.parquet", "table", {"text_field": "nope"}, "no column 'nope'"),
+        ("docs.txt", b"x\n", {"id_field": "id"}, "--id-field needs JSONL or Parquet"),
+    ],
+)
+def test_unreadable_inputs(tmp_path: Path, name: str, content: object, kwargs: dict[str, str], message: str) -> None:
+    path = tmp_path / name
+    if content == "table":
+        pq.write_table(pa.table({"text": ["a"]}), path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        Source.open(path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a file"):
+        Source.open(tmp_path)
