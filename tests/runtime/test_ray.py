@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from fusembed import Encoder, InputError
 from fusembed._bench import builtin_texts
 
@@ -49,8 +48,15 @@ def test_embed_dataset_matches_a_local_encode(cluster: None, minilm_bundle: Path
 def test_ship_bundle_through_the_object_store(cluster: None, tiny_bundle: Path) -> None:
     texts = builtin_texts(200, seed=9)
     ds = ray.data.from_items([{"id": i, "body": t} for i, t in enumerate(texts)])
-    out = embed_dataset(ds, tiny_bundle, text_column="body", output_column="vec", concurrency=1,
-                        num_cpus=0.5, ship_bundle=True)
+    out = embed_dataset(
+        ds,
+        tiny_bundle,
+        text_column="body",
+        output_column="vec",
+        concurrency=1,
+        num_cpus=0.5,
+        ship_bundle=True,
+    )
     rows = sorted(out.take_all(), key=lambda r: r["id"])
     got = np.stack([np.asarray(r["vec"], dtype=np.float32) for r in rows])
     np.testing.assert_allclose(got, Encoder(tiny_bundle).encode(texts), atol=1e-5)
@@ -73,8 +79,21 @@ def test_embed_corpus_with_ray_cli(tiny_bundle: Path, tmp_path: Path) -> None:
     lines[9] = json.dumps({"doc": "d9", "text": None})
     (tmp_path / "docs.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "fusembed", "embed-corpus", str(tmp_path / "docs.jsonl"), str(out),
-            "--bundle", str(tiny_bundle), "--id-field", "doc", "--ray", "--ray-workers", "2"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fusembed",
+        "embed-corpus",
+        str(tmp_path / "docs.jsonl"),
+        str(out),
+        "--bundle",
+        str(tiny_bundle),
+        "--id-field",
+        "doc",
+        "--ray",
+        "--ray-workers",
+        "2",
+    ]
     failed = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 1 and "2 rows cannot be embedded" in failed.stderr, failed.stderr
     result = subprocess.run([*argv, "--on-bad-row", "skip"], capture_output=True, text=True, timeout=300)
@@ -89,4 +108,6 @@ def test_embed_corpus_with_ray_cli(tiny_bundle: Path, tmp_path: Path) -> None:
     assert sorted(b["id"] for b in bad) == ["d5", "d9"]
     order = {f"d{i}": t for i, t in enumerate(texts)}
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-    np.testing.assert_allclose(vectors[:50], Encoder(tiny_bundle).encode([order[i] for i in ids[:50]]), atol=1e-5)
+    np.testing.assert_allclose(
+        vectors[:50], Encoder(tiny_bundle).encode([order[i] for i in ids[:50]]), atol=1e-5
+    )

@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from fusembed import Encoder, InputError
 from fusembed._bench import builtin_texts
 from fusembed.corpus import CorpusOptions, Source, embed_corpus, read_bad_rows
@@ -34,17 +33,24 @@ def read_output(out: Path) -> tuple[list[object], np.ndarray]:
 def test_text_jsonl_and_parquet(tmp_path: Path, encoder: Encoder) -> None:
     texts = builtin_texts(700, seed=4)
     (tmp_path / "docs.txt").write_text("\n".join(texts) + "\n")
-    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"key": f"d{i}", "body": t}) + "\n"
-                                                 for i, t in enumerate(texts)))
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(json.dumps({"key": f"d{i}", "body": t}) + "\n" for i, t in enumerate(texts))
+    )
     pq.write_table(pa.table({"key": list(range(100, 800)), "body": texts}), tmp_path / "docs.parquet")
     expected = encoder.encode(texts)
-    cases = [("docs.txt", {}, list(range(700))),
-             ("docs.jsonl", {"text_field": "body", "id_field": "key"}, [f"d{i}" for i in range(700)]),
-             ("docs.parquet", {"text_field": "body", "id_field": "key"}, list(range(100, 800)))]
+    cases = [
+        ("docs.txt", {}, list(range(700))),
+        ("docs.jsonl", {"text_field": "body", "id_field": "key"}, [f"d{i}" for i in range(700)]),
+        ("docs.parquet", {"text_field": "body", "id_field": "key"}, list(range(100, 800))),
+    ]
     for name, fields, ids in cases:
         out = tmp_path / f"out-{name}"
-        report = embed_corpus(Source.open(tmp_path / name, **fields), out, encoder,  # type: ignore[arg-type]
-                              CorpusOptions(shard_rows=300, chunk_rows=128))
+        report = embed_corpus(
+            Source.open(tmp_path / name, **fields),
+            out,
+            encoder,  # type: ignore[arg-type]
+            CorpusOptions(shard_rows=300, chunk_rows=128),
+        )
         assert (report.rows_in, report.rows_written, report.bad_rows, report.shards) == (700, 700, 0, 3)
         got_ids, vectors = read_output(out)
         assert got_ids == ids
@@ -67,11 +73,15 @@ def test_bad_rows_fail_then_a_rerun_with_skip_lists_them(tmp_path: Path, encoder
         embed_corpus(Source.open(path), out, encoder, CorpusOptions(shard_rows=30, chunk_rows=8))
     assert [p.name for p in out.glob("part-*")] == ["part-00000.parquet"]  # rows 0-29 were fine: kept
 
-    report = embed_corpus(Source.open(path), out, encoder,
-                          CorpusOptions(shard_rows=30, chunk_rows=8, on_bad_row="skip"))
+    report = embed_corpus(
+        Source.open(path), out, encoder, CorpusOptions(shard_rows=30, chunk_rows=8, on_bad_row="skip")
+    )
     assert (report.rows_in, report.rows_written, report.bad_rows, report.shards_resumed) == (50, 47, 3, 1)
     assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == [
-        (31, 31, "empty text"), (40, 40, "not valid UTF-8 (byte 0)"), (45, 45, "empty text")]
+        (31, 31, "empty text"),
+        (40, 40, "not valid UTF-8 (byte 0)"),
+        (45, 45, "empty text"),
+    ]
     ids, vectors = read_output(out)
     assert ids == [i for i in range(50) if i not in (31, 40, 45)]
     np.testing.assert_allclose(vectors[30:35], encoder.encode(lines[30:31] + lines[32:36]), atol=1e-5)
@@ -82,8 +92,19 @@ def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder:
     path = tmp_path / "docs.txt"
     path.write_text("\n".join(texts) + "\n")
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "fusembed", "embed-corpus", str(path), str(out), "--bundle",
-            str(encoder.bundle), "--shard-rows", "2000", "--no-progress"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fusembed",
+        "embed-corpus",
+        str(path),
+        str(out),
+        "--bundle",
+        str(encoder.bundle),
+        "--shard-rows",
+        "2000",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 3 and time.monotonic() < deadline and proc.poll() is None:
@@ -145,11 +166,20 @@ def test_empty_input_writes_an_empty_complete_run(tmp_path: Path, encoder: Encod
         (["--bundle", "no/such/bundle"], 1, "no/such/bundle"),
     ],
 )
-def test_command_line_mistakes(tmp_path: Path, tiny_bundle: Path, extra: list[str], code: int, message: str) -> None:
+def test_command_line_mistakes(
+    tmp_path: Path, tiny_bundle: Path, extra: list[str], code: int, message: str
+) -> None:
     path = tmp_path / "docs.txt"
     path.write_text("one\n")
-    argv = [sys.executable, "-m", "fusembed", "embed-corpus", str(path), str(tmp_path / "out"),
-            *[str(tiny_bundle) if a == "BUNDLE" else a for a in extra]]
+    argv = [
+        sys.executable,
+        "-m",
+        "fusembed",
+        "embed-corpus",
+        str(path),
+        str(tmp_path / "out"),
+        *[str(tiny_bundle) if a == "BUNDLE" else a for a in extra],
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr

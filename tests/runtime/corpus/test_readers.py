@@ -8,7 +8,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from fusembed import InputError
 from fusembed.corpus import Source
 
@@ -33,8 +32,14 @@ def test_text_lines(tmp_path: Path) -> None:
 
 def test_jsonl_with_ids(tmp_path: Path) -> None:
     path = tmp_path / "docs.jsonl"
-    lines = [{"id": "a", "text": "alpha"}, {"id": 7, "body": "x"}, {"text": "no id"}, {"id": "c", "text": 3},
-             {"id": [1], "text": "list id"}, {"id": "d", "text": None}]
+    lines = [
+        {"id": "a", "text": "alpha"},
+        {"id": 7, "body": "x"},
+        {"text": "no id"},
+        {"id": "c", "text": 3},
+        {"id": [1], "text": "list id"},
+        {"id": "d", "text": None},
+    ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n\n[1, 2]\n")
     got = rows(Source.open(path, id_field="id"))
     assert got[0] == (0, "a", "alpha", None)
@@ -56,8 +61,13 @@ def test_jsonl_without_id_field_uses_row_numbers(tmp_path: Path) -> None:
 
 def test_parquet_columns_nulls_and_binary(tmp_path: Path) -> None:
     path = tmp_path / "docs.parquet"
-    table = pa.table({"doc_id": pa.array([10, 11, None, 13], pa.int64()),
-                      "body": pa.array([b"ok", b"\xff", b"fine", None], pa.binary()), "other": [1, 2, 3, 4]})
+    table = pa.table(
+        {
+            "doc_id": pa.array([10, 11, None, 13], pa.int64()),
+            "body": pa.array([b"ok", b"\xff", b"fine", None], pa.binary()),
+            "other": [1, 2, 3, 4],
+        }
+    )
     pq.write_table(table, path)
     source = Source.open(path, text_field="body", id_field="doc_id")
     assert source.count_rows() == 4
@@ -78,7 +88,9 @@ def test_parquet_columns_nulls_and_binary(tmp_path: Path) -> None:
         ("docs.txt", b"x\n", {"id_field": "id"}, "--id-field needs JSONL or Parquet"),
     ],
 )
-def test_unreadable_inputs(tmp_path: Path, name: str, content: object, kwargs: dict[str, str], message: str) -> None:
+def test_unreadable_inputs(
+    tmp_path: Path, name: str, content: object, kwargs: dict[str, str], message: str
+) -> None:
     path = tmp_path / name
     if content == "table":
         pq.write_table(pa.table({"text": ["a"]}), path)
