@@ -352,7 +352,10 @@ def versions(packages: Sequence[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    texts = args.texts.read_text(encoding="utf-8").splitlines()
+    try:
+        texts = args.texts.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:  # reported as this engine's JSON error, not a traceback
+        raise EngineError(f"--texts {args.texts}: cannot read it ({exc})") from None
     if not texts:
         raise EngineError(f"{args.texts} has no lines")
     # the Rust tokenizers of every engine use a rayon pool sized to all cores unless told: hold them

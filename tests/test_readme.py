@@ -1,6 +1,7 @@
 """The README's examples run, in order, as a newcomer would run them: `sh` blocks line by line in a
 shell, `python` blocks as scripts with torch made unimportable. (`bash` blocks are set-up commands
-such as `make` and `pip`, which the test suite itself is running under.)"""
+such as `make` and `pip`, which the test suite itself is running under; `py` blocks need a Ray
+cluster and cloud storage, and the calls they show are tested in tests/runtime/test_ray.py.)"""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
     # The server: curl gets an OpenAI list, the openai client two 384-float vectors.
     assert '{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [' in text
     assert re.search(r"2 vectors of 384 floats; \d+ tokens\ncosine 0\.8\d+", text), text
+    # embed-corpus: one row per line of the London example, 384 float32 each.
+    lines = len(Path("examples/london.txt").read_text().splitlines())
+    assert f"{lines} rows fixed_size_list<element: float>[384]" in text, text
 
 
 def free_port() -> int:

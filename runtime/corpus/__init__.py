@@ -112,32 +112,24 @@ def embed_corpus(source: Source, output_dir: Path, encoder: Encoder,
     schema = pa.schema([("id", _id_type(source)), ("embedding", pa.list_(pa.float32(), encoder.dim))])
     rows = source.rows()
     shard_files: list[str] = []
-    resumed = done_before = 0
-    for shard in itertools.count():
-        name = f"part-{shard:05d}.parquet"
-        finished = _shard_info(output_dir / name)
-        if finished is not None:  # an earlier run wrote it whole: skip its rows
-            consumed = sum(1 for _ in itertools.islice(rows, options.shard_rows))
-            if consumed != finished["rows_in"]:
-                raise InputError(f"{output_dir / name} holds {finished['rows_in']} input rows but the input "
-                                 f"now has {consumed} there; start again with --overwrite")
-            shard_files.append(name)
-            resumed += 1
-            done_before += consumed
-            continue
-        break
+    done_before = 0
+    # Shards an earlier run finished are kept: their rows are read past, not embedded again.
+    while (finished := _shard_info(output_dir / _shard_name(len(shard_files)))) is not None:
+        consumed = sum(1 for _ in itertools.islice(rows, options.shard_rows))
+        if consumed != finished["rows_in"]:
+            raise InputError(f"{output_dir / _shard_name(len(shard_files))} holds {finished['rows_in']} "
+                             f"input rows but the input now has {consumed} there; start again with "
+                             "--overwrite")
+        shard_files.append(_shard_name(len(shard_files)))
+        done_before += consumed
+    resumed = len(shard_files)
     progress = Progress(total, unit="rows", done=done_before) if options.progress else None
 
-    shard = len(shard_files)
-    while True:
-        first = next(rows, None)
-        if first is None:
-            break
-        name = f"part-{shard:05d}.parquet"
+    while (first := next(rows, None)) is not None:
+        shard, name = len(shard_files), _shard_name(len(shard_files))
         shard_rows = itertools.chain([first], itertools.islice(rows, options.shard_rows - 1))
         _write_shard(output_dir / name, shard, shard_rows, schema, encoder, options, progress)
         shard_files.append(name)
-        shard += 1
 
     infos = [_shard_info(output_dir / name) for name in shard_files]
     bad = [b for info in infos if info for b in info["bad"]]
@@ -202,6 +194,10 @@ def _write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema,
         os.replace(tmp, path)  # complete, or not there at all
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _shard_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
 
 
 def _shard_info(path: Path) -> dict[str, Any] | None:
