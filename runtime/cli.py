@@ -149,8 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed-corpus",
                        help="embed a corpus file into Parquet shards, streaming and resumable",
                        description="Embed every row of INPUT (text: one document per line; JSONL; Parquet) "
-                       "into OUTPUT_DIR/part-NNNNN.parquet shards (id, embedding) plus manifest.json and "
-                       "bad_rows.jsonl. Rerunning after an interruption resumes: finished shards are kept.")
+                       "into OUTPUT_DIR/part-NNNNN.parquet shards (id, embedding) plus _manifest.json and "
+                       "_bad_rows.jsonl. Rerunning after an interruption resumes: finished shards are kept.")
     p.add_argument("input", metavar="INPUT", type=Path,
                    help="*.txt (one per line), *.jsonl/*.ndjson or *.parquet")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="directory for the shards")
@@ -165,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--id-field", help="JSONL field or Parquet column of the id (default: the row number)")
     p.add_argument("--on-bad-row", choices=("fail", "skip"), default="fail",
                    help="a row with no usable text (empty, not UTF-8, missing field): stop, or leave it out "
-                   "and list it in bad_rows.jsonl (default: fail)")
+                   "and list it in _bad_rows.jsonl (default: fail)")
     p.add_argument("--shard-rows", type=_positive_int, default=50_000,
                    help="input rows per shard, the unit of resuming (default: %(default)s)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
@@ -401,7 +401,7 @@ def _embed_corpus(args: argparse.Namespace) -> int:
             progress=args.progress, overwrite=args.overwrite))
     resumed = f", {report.shards_resumed} kept from an earlier run" if report.shards_resumed else ""
     print(f"wrote {report.output_dir}: {report.rows_written} of {report.rows_in} rows in {report.shards} "
-          f"shards{resumed}, {report.bad_rows} bad rows (bad_rows.jsonl), {report.seconds:.1f} s",
+          f"shards{resumed}, {report.bad_rows} bad rows (_bad_rows.jsonl), {report.seconds:.1f} s",
           file=sys.stderr)
     return 0
 

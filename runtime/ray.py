@@ -156,7 +156,7 @@ def embed_corpus_with_ray(
     precision: PrecisionChoice,
 ) -> Any:
     """`fusembed embed-corpus --ray`: read with Ray Data, embed with `embed_dataset`, write
-    Parquet files and the same manifest.json and bad_rows.jsonl as the streaming path.
+    Parquet files and the same _manifest.json and _bad_rows.jsonl as the streaming path.
 
     Ray's readers give no row numbers, so the input needs an id field (JSONL or Parquet). Ray
     retries failed tasks itself; a run that is stopped starts again from the beginning.

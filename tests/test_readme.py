@@ -47,9 +47,10 @@ def test_readme_examples_run_in_order(tmp_path: Path, monkeypatch: pytest.Monkey
             if kind == "sh":
                 for line in code.splitlines():
                     if line.endswith(" &"):  # a server: started here, stopped when the test ends
-                        log = (tmp_path / f"background-{len(background)}.log").open("w")
-                        background.append(subprocess.Popen(line[:-2], shell=True, env=env, text=True,
-                                                           stdout=log, stderr=log, start_new_session=True))
+                        with (tmp_path / f"background-{len(background)}.log").open("w") as log:
+                            background.append(subprocess.Popen(
+                                line[:-2], shell=True, env=env, text=True, stdout=log, stderr=log,
+                                start_new_session=True))
                         wait_for_health(f"http://127.0.0.1:{port}/health", background[-1])
                         continue
                     result = subprocess.run(line, shell=True, capture_output=True, text=True, env=env,

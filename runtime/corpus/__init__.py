@@ -41,8 +41,8 @@ except ImportError as exc:
 
 __all__ = ["BadRow", "CorpusOptions", "CorpusReport", "Source", "embed_corpus", "read_bad_rows"]
 
-MANIFEST = "manifest.json"
-BAD_ROWS = "bad_rows.jsonl"
+MANIFEST = "_manifest.json"  # "_": Arrow, Spark and Ray skip it when reading the folder as a dataset
+BAD_ROWS = "_bad_rows.jsonl"
 _FORMAT = "fusembed-corpus"
 _SHARD_KEY = b"fusembed.shard"
 
@@ -55,7 +55,7 @@ class CorpusOptions:
         shard_rows: input rows per output shard (the unit of resuming).
         chunk_rows: rows read, embedded and written at once (bounds memory).
         on_bad_row: "fail" stops at the first row that cannot be embedded (finished shards are
-            kept); "skip" leaves it out of the shards and lists it in bad_rows.jsonl.
+            kept); "skip" leaves it out of the shards and lists it in _bad_rows.jsonl.
         batch_size: texts per model call, as in `Encoder.encode`.
         progress: draw a progress bar (rows, rows/s, time left) on stderr.
         overwrite: delete an earlier run's output in OUTPUT_DIR instead of resuming it.

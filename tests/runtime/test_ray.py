@@ -102,9 +102,9 @@ def test_embed_corpus_with_ray_cli(tiny_bundle: Path, tmp_path: Path) -> None:
     ids = table.column("id").to_pylist()
     assert sorted(ids) == sorted(f"d{i}" for i in range(2000) if i not in (5, 9))
     assert len(set(ids)) == len(ids)
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "_manifest.json").read_text())
     assert (manifest["rows_in"], manifest["rows_written"], manifest["bad_rows"]) == (2000, 1998, 2)
-    bad = [json.loads(line) for line in (out / "bad_rows.jsonl").read_text().splitlines()]
+    bad = [json.loads(line) for line in (out / "_bad_rows.jsonl").read_text().splitlines()]
     assert sorted(b["id"] for b in bad) == ["d5", "d9"]
     order = {f"d{i}": t for i, t in enumerate(texts)}
     vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)

@@ -57,7 +57,7 @@ def test_text_jsonl_and_parquet(tmp_path: Path, encoder: Encoder) -> None:
         np.testing.assert_allclose(vectors, expected, atol=1e-5)
         schema = pq.read_schema(out / "part-00000.parquet")
         assert schema.field("embedding").type == pa.list_(pa.float32(), encoder.dim)
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = json.loads((out / "_manifest.json").read_text())
         assert manifest["status"] == "complete" and manifest["dim"] == encoder.dim
         assert manifest["rows_written"] == 700 and manifest["bundle"]["variant"] == encoder.precision
         assert [s["rows_in"] for s in manifest["shards"]] == [300, 300, 100]
@@ -114,7 +114,7 @@ def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder:
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; use more rows"
     finished = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
     assert len(finished) >= 3
-    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert json.loads((out / "_manifest.json").read_text())["status"] == "running"
 
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -126,7 +126,7 @@ def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder:
     assert ids == list(range(40_000))  # every row exactly once, in order
     sample = np.random.default_rng(0).choice(40_000, 300, replace=False)
     np.testing.assert_allclose(vectors[sample], encoder.encode([texts[i] for i in sample]), atol=1e-5)
-    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+    assert json.loads((out / "_manifest.json").read_text())["status"] == "complete"
 
 
 def test_output_dir_guards(tmp_path: Path, encoder: Encoder) -> None:
@@ -154,7 +154,7 @@ def test_empty_input_writes_an_empty_complete_run(tmp_path: Path, encoder: Encod
     path.write_text("")
     report = embed_corpus(Source.open(path), tmp_path / "out", encoder)
     assert (report.rows_in, report.shards) == (0, 0)
-    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["status"] == "complete"
+    assert json.loads((tmp_path / "out" / "_manifest.json").read_text())["status"] == "complete"
 
 
 @pytest.mark.parametrize(
