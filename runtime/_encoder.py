@@ -17,6 +17,7 @@ from ._errors import BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
 from ._providers import Device, available_cpus, check_session_device, providers_for
+from ._text import surrogate_at
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
 # Texts tokenized ahead of the model at once: large enough for length-sorting to leave little
@@ -141,6 +142,9 @@ class Encoder:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be a positive int, got {value!r}")
         if isinstance(texts, str):  # the interactive path: no planning, no padding
+            if (at := surrogate_at(texts)) is not None:
+                raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
+                                 "Unicode")
             ids = np.asarray([self._tokenizer.encode(texts).ids], dtype=np.int64)
             return self._run(ids, np.ones_like(ids)).reshape(-1)
         items = _check_texts(texts)
@@ -256,6 +260,9 @@ def _check_texts(texts: object) -> list[str]:
                 f"texts[{i}] is {type(item).__name__} ({item!r:.60}), expected str; "
                 "nothing was encoded"
             )
+        if (at := surrogate_at(item)) is not None:
+            raise InputError(f"texts[{i}] has a lone surrogate at position {at}, which is not valid "
+                             "Unicode; nothing was encoded")
     return items  # type: ignore[return-value]  # every item was just checked to be a str
 
 

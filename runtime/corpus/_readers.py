@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from .._errors import InputError
+from .._text import surrogate_at
 
 InputFormat = Literal["text", "jsonl", "parquet"]
 _BY_SUFFIX: dict[str, InputFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -145,4 +146,6 @@ def _checked(number: int, row_id: object, value: object, field: str) -> Row:
         return Row(number, row_id, None, f"field {field!r} is a {type(value).__name__}, not a string")
     if not value.strip():
         return Row(number, row_id, None, "empty text")
+    if (at := surrogate_at(value)) is not None:  # JSON's "\ud800" escape decodes to one
+        return Row(number, row_id, None, f"not valid Unicode (a lone surrogate at position {at})")
     return Row(number, row_id, value, None)

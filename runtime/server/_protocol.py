@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._text import surrogate_at
+
 EncodingFormat = Literal["float", "base64"]
 _FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
 
@@ -115,6 +117,9 @@ def _check_input(raw: object, limits: Limits) -> list[str]:
             raise ApiError(400, f"{where} is {_json_type(text)}, expected a string", param="input")
         if not text:
             raise ApiError(400, f"{where} is an empty string; every input needs some text", param="input")
+        if (at := surrogate_at(text)) is not None:
+            raise ApiError(400, f"{where} has a lone surrogate at position {at}, which is not valid Unicode",
+                           param="input")
         if len(text) > limits.max_input_chars:
             raise ApiError(400, f"{where} has {len(text)} characters; the limit is "
                                 f"{limits.max_input_chars} per input", param="input")

@@ -84,6 +84,8 @@ def test_huge_text_is_truncated_not_rejected(encoder: Encoder) -> None:
         (42, "got int"),
         ({"a": 1}, "got dict"),
         (["ok", b"raw"], r"texts\[1\] is bytes"),
+        (["ok", "caf\u00e9 \ud800"], r"texts\[1\] has a lone surrogate at position 5"),
+        ("\udcff", "lone surrogate at position 0"),
     ],
 )
 def test_non_strings_get_a_clear_error(encoder: Encoder, texts: object, message: str) -> None:

@@ -40,7 +40,8 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
         {"id": [1], "text": "list id"},
         {"id": "d", "text": None},
     ]
-    path.write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n\n[1, 2]\n")
+    tail = '\nnot json\n\n[1, 2]\n{"id": "e", "text": "x\\ud800"}\n'  # a JSON escape of a lone surrogate
+    path.write_text("\n".join(json.dumps(x) for x in lines) + tail)
     got = rows(Source.open(path, id_field="id"))
     assert got[0] == (0, "a", "alpha", None)
     assert got[1] == (1, "7", None, "no field 'text'")
@@ -50,7 +51,8 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
     assert got[5][3] == "field 'text' is null"
     assert got[6][3].startswith("not valid JSON") and got[7][3] == "empty line"
     assert got[8][3] == "not a JSON object"
-    assert [r[0] for r in got] == list(range(9))
+    assert got[9][3] == "not valid Unicode (a lone surrogate at position 1)"
+    assert [r[0] for r in got] == list(range(10))
 
 
 def test_jsonl_without_id_field_uses_row_numbers(tmp_path: Path) -> None:

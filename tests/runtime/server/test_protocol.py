@@ -42,6 +42,7 @@ def test_string_and_list_inputs() -> None:
         ({"model": MODELS[0], "input": ["ok", ""]}, 400, r"'input\[1\]' is an empty string"),
         ({"model": MODELS[0], "input": ["ok", None]}, 400, r"'input\[1\]' is null, expected a string"),
         ({"model": MODELS[0], "input": ["ok", {"a": 1}]}, 400, r"'input\[1\]' is an object"),
+        ({"model": MODELS[0], "input": ["ok", "a\ud800"]}, 400, r"'input\[1\]' has a lone surrogate at"),
         ({"model": MODELS[0], "input": [101, 2023]}, 400, "token arrays are not accepted"),
         ({"model": MODELS[0], "input": [[101, 2023]]}, 400, "token arrays are not accepted"),
         ({"model": MODELS[0], "input": "x", "encoding_format": "int8"}, 400, "'float' or 'base64'"),
