@@ -183,3 +183,31 @@ def test_command_line_mistakes(
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == code, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "blocked", "extra"),
+    [
+        (["embed-corpus", "IN", "OUT", "--bundle", "BUNDLE"], "pyarrow", "fusembed[corpus]"),
+        (["embed-corpus", "IN", "OUT", "--bundle", "BUNDLE", "--ray", "--id-field", "id"], "ray",
+         "fusembed[ray]"),
+    ],
+)
+def test_without_the_extra_the_error_names_it(
+    tmp_path: Path, tiny_bundle: Path, argv: list[str], blocked: str, extra: str
+) -> None:
+    from tests.blocker import run_blocked
+
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "text": "a"}\n')
+    names = {"IN": str(tmp_path / "in.jsonl"), "OUT": str(tmp_path / "out"), "BUNDLE": str(tiny_bundle)}
+    result = run_blocked(
+        """
+        import sys
+        from fusembed.cli import main
+        sys.exit(main(sys.argv[1:]))
+        """,
+        *[names.get(a, a) for a in argv],
+        blocked=(blocked,),
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"pip install '{extra}'" in result.stderr and "Traceback" not in result.stderr
