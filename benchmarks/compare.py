@@ -215,6 +215,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> str:
     except ImportError:
         return "no plot: pip install 'fusembed[bench]'"
     groups = [(m, i) for m, i in dict.fromkeys((r["model"], r["inputs"]) for r in results)]
+    if not any(find(results, m, i, "st-torch") for m, i in groups):
+        return "no plot: it is drawn relative to st-torch, which was not among --engines"
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8.5), constrained_layout=True)
     width = 0.8 / len(ENGINES)
     for k, engine in enumerate(ENGINES):
