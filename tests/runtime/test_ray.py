@@ -15,6 +15,8 @@ import pytest
 from fusembed import Encoder, InputError
 from fusembed._bench import builtin_texts
 
+EMBED_CORPUS = [sys.executable, "-m", "fusembed", "embed-corpus"]
+
 ray = pytest.importorskip("ray")  # the ray extra; CI installs it with the dev extra
 from fusembed.ray import embed_dataset  # noqa: E402  (after the skip check)
 
@@ -80,10 +82,7 @@ def test_embed_corpus_with_ray_cli(tiny_bundle: Path, tmp_path: Path) -> None:
     (tmp_path / "docs.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     argv = [
-        sys.executable,
-        "-m",
-        "fusembed",
-        "embed-corpus",
+        *EMBED_CORPUS,
         str(tmp_path / "docs.jsonl"),
         str(out),
         "--bundle",

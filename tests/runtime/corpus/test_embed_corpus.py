@@ -18,6 +18,8 @@ from fusembed import Encoder, InputError
 from fusembed._bench import builtin_texts
 from fusembed.corpus import CorpusOptions, Source, embed_corpus, read_bad_rows
 
+EMBED_CORPUS = [sys.executable, "-m", "fusembed", "embed-corpus"]
+
 
 @pytest.fixture(scope="module")
 def encoder(tiny_bundle: Path) -> Encoder:
@@ -93,10 +95,7 @@ def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder:
     path.write_text("\n".join(texts) + "\n")
     out = tmp_path / "out"
     argv = [
-        sys.executable,
-        "-m",
-        "fusembed",
-        "embed-corpus",
+        *EMBED_CORPUS,
         str(path),
         str(out),
         "--bundle",
@@ -172,10 +171,7 @@ def test_command_line_mistakes(
     path = tmp_path / "docs.txt"
     path.write_text("one\n")
     argv = [
-        sys.executable,
-        "-m",
-        "fusembed",
-        "embed-corpus",
+        *EMBED_CORPUS,
         str(path),
         str(tmp_path / "out"),
         *[str(tiny_bundle) if a == "BUNDLE" else a for a in extra],
@@ -189,8 +185,11 @@ def test_command_line_mistakes(
     ("argv", "blocked", "extra"),
     [
         (["embed-corpus", "IN", "OUT", "--bundle", "BUNDLE"], "pyarrow", "fusembed[corpus]"),
-        (["embed-corpus", "IN", "OUT", "--bundle", "BUNDLE", "--ray", "--id-field", "id"], "ray",
-         "fusembed[ray]"),
+        (
+            ["embed-corpus", "IN", "OUT", "--bundle", "BUNDLE", "--ray", "--id-field", "id"],
+            "ray",
+            "fusembed[ray]",
+        ),
     ],
 )
 def test_without_the_extra_the_error_names_it(
