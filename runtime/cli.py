@@ -137,6 +137,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a batch closes at this many tokens (default: %(default)s)")
     p.add_argument("--max-wait-ms", type=_non_negative_float, default=2.0,
                    help="how long a request waits for others to join its batch (default: %(default)s)")
+    p.add_argument("--max-queued", type=_positive_int, default=1024,
+                   help="requests waiting for the model; past it a request gets 503 (default: %(default)s)")
     p.add_argument("--max-inputs", type=_positive_int, default=2048,
                    help="inputs per request (default: %(default)s)")
     p.add_argument("--max-input-chars", type=_positive_int, default=65536,
@@ -361,7 +363,7 @@ def _serve(args: argparse.Namespace) -> int:
     encoder = Encoder(args.bundle, device=args.device, precision=args.precision, threads=args.threads)
     options = ServerOptions(
         model_name=args.model_name, api_key=args.api_key or None, batching=args.batching,
-        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms,
+        max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms, max_queued=args.max_queued,
         limits=Limits(max_inputs=args.max_inputs, max_input_chars=args.max_input_chars,
                       max_body_bytes=args.max_body_bytes),
     )

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._encoder import Encoder
-from ._batcher import MicroBatcher
+from ._batcher import MicroBatcher, Overloaded
 from ._metrics import Metrics
 from ._protocol import ApiError, Limits, error_body, parse_request, response_body
 
@@ -48,6 +48,7 @@ class ServerOptions:
         batching: gather concurrent requests into one model call (off: one call per request).
         max_batch_tokens: a batch closes at this many tokens.
         max_wait_ms: how long a request may wait for others to share its batch.
+        max_queued: requests waiting for the model; past it a request gets 503 at once.
         limits: inputs per request, characters per input, body bytes.
     """
 
@@ -56,6 +57,7 @@ class ServerOptions:
     batching: bool = True
     max_batch_tokens: int = 8192
     max_wait_ms: float = 2.0
+    max_queued: int = 1024
     limits: Limits = field(default_factory=Limits)
 
 
@@ -78,6 +80,7 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
     batcher = MicroBatcher(
         encoder.tokenize, encoder.encode_tokens, batching=options.batching,
         max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
+        max_queued=options.max_queued,
         on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,
     )
 
@@ -85,7 +88,10 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
         body = await _read_body(request, options.limits.max_body_bytes)
         parsed = parse_request(body, limits=options.limits, models=names, dim=encoder.dim)
         rows = await batcher.tokenize(parsed.texts)
-        vectors = await batcher.embed(rows)
+        try:
+            vectors = await batcher.embed(rows)
+        except Overloaded as exc:  # OpenAI answers an overloaded engine with 503 too
+            raise ApiError(503, str(exc), code="server_overloaded", type="server_error") from None
         content = response_body(vectors, model=names[0], prompt_tokens=sum(map(len, rows)),
                                 encoding_format=parsed.encoding_format)
         return Response(content, media_type=_JSON)

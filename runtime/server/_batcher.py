@@ -28,6 +28,10 @@ Embeddings = npt.NDArray[np.float32]
 Rows = Sequence[Sequence[int]]
 
 
+class Overloaded(RuntimeError):
+    """The queue is full: the request was not taken."""
+
+
 @dataclass(frozen=True)
 class BatchStats:
     """What one model call held; the server records it as metrics."""
@@ -56,6 +60,8 @@ class MicroBatcher:
         max_batch_tokens: a batch closes once it holds this many tokens (a larger request still
             runs, alone).
         max_wait_s: how long the oldest request in a forming batch may wait for company.
+        max_queued: requests allowed to wait; one more gets `Overloaded` at once, rather than
+            joining a queue that grows without bound while the model cannot keep up.
         on_batch: called on the event loop after each model call.
         on_queue: called with the number of requests waiting whenever it changes.
     """
@@ -68,6 +74,7 @@ class MicroBatcher:
         batching: bool = True,
         max_batch_tokens: int = 8192,
         max_wait_s: float = 0.002,
+        max_queued: int = 1024,
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
         on_queue: Callable[[int], None] = lambda _n: None,
     ) -> None:
@@ -76,6 +83,7 @@ class MicroBatcher:
                              f"{max_wait_s}")
         self._tokenize, self._encode = tokenize, encode
         self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
+        self.max_queued = max_queued
         self._on_batch, self._on_queue = on_batch, on_queue
         self._pending: collections.deque[_Job] = collections.deque()
         self._arrived = asyncio.Event()
@@ -112,6 +120,9 @@ class MicroBatcher:
         """Embeddings of `rows` (from `tokenize`), row for row, computed in some batch."""
         if self._worker is None:
             raise RuntimeError("MicroBatcher.start() was not called")
+        if len(self._pending) >= self.max_queued:
+            raise Overloaded(f"{len(self._pending)} requests are already waiting for the model; "
+                             "retry shortly")
         job = _Job(rows, sum(map(len, rows)), asyncio.get_running_loop().create_future())
         self._pending.append(job)
         self._on_queue(len(self._pending))

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import random
+import time
 from pathlib import Path
 
 import httpx
@@ -224,3 +225,24 @@ def test_random_payloads_never_get_a_500(encoder: Encoder, model: str) -> None:
         requests.append(("POST", "/v1/embeddings", {"content": content}))
     statuses = {r.status_code for r in call(encoder, requests)}
     assert statuses <= {200, 400, 404}, statuses
+
+
+def test_overload_is_503_for_the_extra_request_only(tiny_bundle: Path, model: str) -> None:
+    class SlowEncoder(Encoder):
+        def encode_tokens(self, rows, **kwargs):  # type: ignore[no-untyped-def,override]
+            time.sleep(0.2)
+            return super().encode_tokens(rows, **kwargs)
+
+    async def main() -> list[httpx.Response]:
+        options = ServerOptions(batching=False, max_queued=1)
+        async with asgi_client(SlowEncoder(tiny_bundle), options) as client:
+            first = asyncio.create_task(client.post("/v1/embeddings", json={"model": model, "input": "a"}))
+            await asyncio.sleep(0.1)  # on the model now
+            second = asyncio.create_task(client.post("/v1/embeddings", json={"model": model, "input": "b"}))
+            await asyncio.sleep(0.05)  # waiting in the queue
+            third = await client.post("/v1/embeddings", json={"model": model, "input": "c"})
+            return [await first, await second, third]
+
+    first, second, third = asyncio.run(main())
+    assert (first.status_code, second.status_code, third.status_code) == (200, 200, 503)
+    assert third.json()["error"]["code"] == "server_overloaded"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from fusembed.server._batcher import BatchStats, MicroBatcher
+from fusembed.server._batcher import BatchStats, MicroBatcher, Overloaded
 
 
 class FakeModel:
@@ -186,3 +186,22 @@ def test_embed_before_start_is_an_error() -> None:
         await batcher.stop()
 
     run(main())
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    model = FakeModel(delay=0.2)
+
+    async def main() -> list[object]:
+        batcher = MicroBatcher(model.tokenize, model.encode, batching=False, max_queued=2)
+        await batcher.start()
+        first = asyncio.create_task(batcher.embed([[0]]))
+        await asyncio.sleep(0.05)  # the first request is on the model; the next two wait
+        waiting = [asyncio.create_task(batcher.embed([[i]])) for i in (1, 2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="2 requests are already waiting"):
+            await batcher.embed([[3]])
+        out = [await first, *[await t for t in waiting]]
+        await batcher.stop()
+        return out
+
+    assert [v[0, 0] for v in run(main())] == [0, 1, 2]  # type: ignore[index]
