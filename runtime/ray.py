@@ -178,7 +178,7 @@ def embed_corpus_with_ray(
         if not (output_dir / MANIFEST).is_file():
             raise InputError(f"{output_dir}: not a fusembed corpus directory; refusing to delete its files")
         shutil.rmtree(output_dir)
-    read_manifest(bundle)
+    manifest = read_manifest(bundle)  # checked here, before Ray starts
 
     if not ray.is_initialized():
         # A local cluster gets one logical CPU beyond the actors' reservation: Ray Data's read tasks
@@ -212,14 +212,13 @@ def embed_corpus_with_ray(
     with (output_dir / BAD_ROWS).open("w") as fh:
         for b in bad:
             fh.write(json.dumps({"row": None, "id": b["id"], "reason": b["reason"]}, default=str) + "\n")
-    encoder_manifest = read_manifest(bundle, verify_hashes=False)
     (output_dir / MANIFEST).write_text(json.dumps({
         "format": "fusembed-corpus", "version": 1, "engine": "ray", "status": "complete",
         "input": {"path": str(input.resolve()), "format": fmt, "text_field": text_field,
                   "id_field": id_field},
-        "bundle": {"path": str(bundle.resolve()), "model": encoder_manifest.source.model},
-        "dim": encoder_manifest.dim, "normalized": encoder_manifest.normalized,
-        "similarity": encoder_manifest.similarity, "rows_in": written + len(bad), "rows_written": written,
+        "bundle": {"path": str(bundle.resolve()), "model": manifest.source.model},
+        "dim": manifest.dim, "normalized": manifest.normalized,
+        "similarity": manifest.similarity, "rows_in": written + len(bad), "rows_written": written,
         "bad_rows": len(bad), "bad_rows_file": BAD_ROWS, "shards": [{"file": f} for f in files],
         "ray": {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
                 "address": address or "local"},
