@@ -26,6 +26,11 @@ from onnx import TensorProto, helper, numpy_helper
 IR_VERSION = 8  # onnxruntime refuses the IR version onnx >= 1.23 writes by default
 
 
+def layer_shapes(hidden: int) -> list[tuple[int, int]]:
+    """(K, N) of one layer's weight GEMMs: Q/K/V as one, attention output, FFN in, FFN out."""
+    return [(hidden, 3 * hidden), (hidden, hidden), (hidden, 4 * hidden), (4 * hidden, hidden)]
+
+
 def flops_per_token(layers: int, hidden: int, seq_len: float) -> float:
     return layers * (24 * hidden * hidden + 4 * seq_len * hidden)
 
@@ -51,28 +56,29 @@ def _gemm_session(kind: str, k: int, n: int, threads: int) -> ort.InferenceSessi
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def layer_gemm_seconds(hidden: int, tokens: int, threads: int, kind: str, seconds: float = 0.5) -> float:
+    """Mean time of one layer's weight GEMMs at `tokens` rows, run one after the other."""
+    rng = np.random.default_rng(1)
+    total = 0.0
+    for k, n in layer_shapes(hidden):
+        session = _gemm_session(kind, k, n, threads)
+        x = (rng.standard_normal((tokens, k)).astype(np.float32) if kind == "fp32"
+             else rng.integers(0, 256, (tokens, k)).astype(np.uint8))
+        for _ in range(5):
+            session.run(None, {"X": x})
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            session.run(None, {"X": x})
+            runs += 1
+        total += (time.perf_counter() - start) / runs
+    return total
+
+
 def gemm_peak(hidden: int, tokens: int, threads: int, seconds: float = 0.5) -> dict[str, float]:
     """FLOP-weighted GEMM throughput (FLOP/s; int8: integer op/s) at one layer's shapes."""
-    shapes = [(hidden, 3 * hidden), (hidden, hidden), (hidden, 4 * hidden), (4 * hidden, hidden)]
-    rng = np.random.default_rng(1)
-    peak = {}
-    for kind in ("fp32", "int8"):
-        total_flops = total_time = 0.0
-        for k, n in shapes:
-            session = _gemm_session(kind, k, n, threads)
-            x = (rng.standard_normal((tokens, k)).astype(np.float32) if kind == "fp32"
-                 else rng.integers(0, 256, (tokens, k)).astype(np.uint8))
-            for _ in range(5):
-                session.run(None, {"X": x})
-            runs, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                session.run(None, {"X": x})
-                runs += 1
-            per_run = (time.perf_counter() - start) / runs
-            total_flops += 2 * tokens * k * n
-            total_time += per_run
-        peak[kind] = total_flops / total_time
-    return peak
+    flops = sum(2 * tokens * k * n for k, n in layer_shapes(hidden))
+    return {kind: flops / layer_gemm_seconds(hidden, tokens, threads, kind, seconds)
+            for kind in ("fp32", "int8")}
 
 
 def main() -> None:
