@@ -32,7 +32,13 @@ def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path) -> Tok
     else:  # slow-tokenizer-only models: let transformers convert it
         from transformers import AutoTokenizer
 
-        fast = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        try:
+            fast = AutoTokenizer.from_pretrained(str(model_dir), use_fast=True)
+        except Exception as exc:  # transformers fails with OSError, ValueError or TypeError here
+            raise ExportError(
+                f"{model_dir}: no tokenizer.json, and transformers could not build one from the "
+                f"folder's other tokenizer files ({type(exc).__name__}: {exc})"
+            ) from None
         if not getattr(fast, "is_fast", False):
             raise ExportError(f"{model_dir}: no tokenizer.json and no fast tokenizer conversion")
         tokenizer = fast.backend_tokenizer
