@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -132,20 +133,16 @@ def embed_corpus(source: Source, output_dir: Path, encoder: Encoder,
         shard_files.append(name)
 
     infos = [_shard_info(output_dir / name) for name in shard_files]
-    bad = [b for info in infos if info for b in info["bad"]]
-    with (output_dir / f".{BAD_ROWS}.tmp").open("w") as fh:
-        for b in bad:
-            fh.write(json.dumps(b, ensure_ascii=False, default=str) + "\n")
-    os.replace(output_dir / f".{BAD_ROWS}.tmp", output_dir / BAD_ROWS)
+    bad = _gather_bad_rows(output_dir, shard_files, infos)
     rows_in = sum(info["rows_in"] for info in infos if info)
     rows_written = sum(info["rows_written"] for info in infos if info)
     _write_json(output_dir / MANIFEST, {
         **plan, "status": "complete", "rows_in": rows_in, "rows_written": rows_written,
-        "bad_rows": len(bad), "bad_rows_file": BAD_ROWS,
+        "bad_rows": bad, "bad_rows_file": BAD_ROWS,
         "shards": [{"file": n, "first_row": i["first_row"], "rows_in": i["rows_in"],
                     "rows_written": i["rows_written"]} for n, i in zip(shard_files, infos, strict=True) if i],
     })
-    return CorpusReport(output_dir, rows_in, rows_written, len(bad), len(shard_files), resumed,
+    return CorpusReport(output_dir, rows_in, rows_written, bad, len(shard_files), resumed,
                         time.perf_counter() - started, shard_files)
 
 
@@ -159,11 +156,14 @@ def _write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema,
                  options: CorpusOptions, progress: Progress | None) -> None:
     """Embed `rows` into `path`, a row group per chunk, through a temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    first_row, rows_in, written, bad = -1, 0, 0, []
+    bad_path = _bad_rows_of(path)
+    bad_tmp = bad_path.with_name(f".{bad_path.name}.tmp")
+    first_row, rows_in, written, bad = -1, 0, 0, 0
     try:
         # Embeddings are random-looking floats: dictionaries and compression only cost time there.
         with pq.ParquetWriter(tmp, schema, use_dictionary=["id"],
-                              compression={"id": "snappy", "embedding": "none"}) as writer:
+                              compression={"id": "snappy", "embedding": "none"}) as writer, \
+                bad_tmp.open("w", encoding="utf-8") as bad_file:
             while chunk := list(itertools.islice(rows, options.chunk_rows)):
                 if first_row < 0:
                     first_row = chunk[0].row
@@ -177,7 +177,9 @@ def _write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema,
                                 f"{first_row} on was written; finished shards are kept. Fix the row, "
                                 "or rerun with --on-bad-row skip to leave such rows out and list them"
                             )
-                        bad.append(asdict(BadRow(r.row, r.id, r.problem)))
+                        bad_file.write(json.dumps(asdict(BadRow(r.row, r.id, r.problem)),
+                                                  ensure_ascii=False, default=str) + "\n")
+                        bad += 1
                 if good:
                     texts = [r.text for r in good if r.text is not None]  # every good row has its text
                     vectors = encoder.encode(texts, batch_size=options.batch_size)
@@ -189,11 +191,39 @@ def _write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema,
                 if progress is not None:
                     progress.advance(len(chunk))
             info = {"shard": shard, "first_row": first_row, "rows_in": rows_in, "rows_written": written,
-                    "bad": bad}
+                    "bad_rows": bad}
             writer.add_key_value_metadata({_SHARD_KEY: json.dumps(info, default=str).encode()})
+        # The shard's list of bad rows is in place before the shard: a finished shard has its list.
+        if bad:
+            os.replace(bad_tmp, bad_path)
+        else:
+            bad_path.unlink(missing_ok=True)  # left by an attempt that stopped before the rename
         os.replace(tmp, path)  # complete, or not there at all
     finally:
         tmp.unlink(missing_ok=True)
+        bad_tmp.unlink(missing_ok=True)
+
+
+def _bad_rows_of(shard: Path) -> Path:
+    """Where a shard lists the rows it left out. `_`: dataset readers skip it, as the manifest."""
+    return shard.with_name(f"{BAD_ROWS}.{shard.stem}")
+
+
+def _gather_bad_rows(output_dir: Path, shard_files: list[str], infos: list[dict[str, Any] | None]) -> int:
+    """Concatenate the shards' lists into _bad_rows.jsonl, in row order, a line at a time (a
+    corpus with millions of bad rows is never held in memory); return how many there are."""
+    count = 0
+    tmp = output_dir / f".{BAD_ROWS}.tmp"
+    with tmp.open("w", encoding="utf-8") as out:
+        for name, info in zip(shard_files, infos, strict=True):
+            if not info:
+                continue
+            if info["bad_rows"]:
+                with _bad_rows_of(output_dir / name).open(encoding="utf-8") as part:
+                    shutil.copyfileobj(part, out)
+                count += info["bad_rows"]
+    os.replace(tmp, output_dir / BAD_ROWS)
+    return count
 
 
 def _shard_name(shard: int) -> str:
@@ -224,7 +254,7 @@ def _plan(source: Source, encoder: Encoder, options: CorpusOptions) -> dict[str,
     """Everything a resumed run must share with the run it continues."""
     stat = source.path.stat()
     return {
-        "format": _FORMAT, "version": 1,
+        "format": _FORMAT, "version": 2,  # 2: bad rows listed per shard in a file, not its metadata
         "input": {"path": str(source.path.resolve()), "format": source.format, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns, "text_field": source.text_field, "id_field": source.id_field},
         "bundle": {"path": str(encoder.bundle.resolve()), "model": encoder.manifest.source.model,

@@ -89,6 +89,50 @@ def test_bad_rows_fail_then_a_rerun_with_skip_lists_them(tmp_path: Path, encoder
     np.testing.assert_allclose(vectors[30:35], encoder.encode(lines[30:31] + lines[32:36]), atol=1e-5)
 
 
+def test_bad_rows_are_listed_per_shard_and_gathered_in_row_order(tmp_path: Path, encoder: Encoder) -> None:
+    lines = [f"document {i}" if i % 7 else "" for i in range(100)]  # rows 0, 7, 14, ... are empty
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    options = CorpusOptions(shard_rows=25, chunk_rows=10, on_bad_row="skip")
+    expected = [(i, i, "empty text") for i in range(0, 100, 7)]
+
+    report = embed_corpus(Source.open(path), out, encoder, options)
+
+    assert report.bad_rows == len(expected) == json.loads((out / "_manifest.json").read_text())["bad_rows"]
+    assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == expected
+    shard_lists = sorted(p.name for p in out.glob("_bad_rows.jsonl.*"))
+    assert shard_lists == [f"_bad_rows.jsonl.part-0000{k}" for k in range(4)]
+    first = [json.loads(line)["row"] for line in (out / shard_lists[0]).read_text().splitlines()]
+    assert first == [0, 7, 14, 21]
+    # Read as a dataset, the folder is the shards alone: the lists start with `_`.
+    assert sorted(pq.ParquetDataset(out).files) == [str(out / f"part-0000{k}.parquet") for k in range(4)]
+
+    # A lost shard is redone; its list is written again, and the gathered file is the same.
+    (out / "part-00002.parquet").unlink()
+    (out / "_bad_rows.jsonl.part-00002").unlink()
+    again = embed_corpus(Source.open(path), out, encoder, options)
+    assert (again.shards_resumed, again.bad_rows) == (2, len(expected))
+    assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == expected
+
+
+def test_a_shard_without_bad_rows_leaves_no_list(tmp_path: Path, encoder: Encoder) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_text("".join(f"document {i}\n" for i in range(30)))
+    out = tmp_path / "out"
+    options = CorpusOptions(shard_rows=20, on_bad_row="skip")
+    embed_corpus(Source.open(path), out, encoder, options)
+    assert not list(out.glob("_bad_rows.jsonl.*")) and read_bad_rows(out) == []
+    # As a run stopped between the two renames leaves it: the list in place, its shard not.
+    (out / "part-00000.parquet").unlink()
+    (out / "_bad_rows.jsonl.part-00000").write_text('{"row": 3, "id": 3, "reason": "stale"}\n')
+
+    report = embed_corpus(Source.open(path), out, encoder, options)
+
+    assert (report.shards_resumed, report.bad_rows) == (0, 0) and read_bad_rows(out) == []
+    assert not list(out.glob("_bad_rows.jsonl.*"))
+
+
 def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder: Encoder) -> None:
     texts = builtin_texts(40_000, seed=6)
     path = tmp_path / "docs.txt"
