@@ -283,6 +283,9 @@ def _prepare(output_dir: Path, plan: dict[str, Any], overwrite: bool) -> None:
             raise InputError(f"{output_dir}: has shards but no {MANIFEST}; use --overwrite to start again")
         return
     earlier = json.loads(manifest.read_text())
+    if (earlier.get("format"), earlier.get("version")) != (plan["format"], plan["version"]):
+        raise InputError(f"{output_dir}: holds a run in another output format (written by another "
+                         "fusembed version); use another directory, or --overwrite to start again")
     differs = [k for k in plan if k != "on_bad_row" and earlier.get(k) != plan[k]]
     if differs:
         raise InputError(f"{output_dir}: holds a run with a different {', '.join(differs)} (the input "

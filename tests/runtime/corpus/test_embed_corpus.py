@@ -133,6 +133,18 @@ def test_a_shard_without_bad_rows_leaves_no_list(tmp_path: Path, encoder: Encode
     assert not list(out.glob("_bad_rows.jsonl.*"))
 
 
+def test_output_of_another_format_version_is_refused(tmp_path: Path, encoder: Encoder) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_text("one\ntwo\n")
+    out = tmp_path / "out"
+    embed_corpus(Source.open(path), out, encoder)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    (out / "_manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(InputError, match=r"another output format .* --overwrite"):
+        embed_corpus(Source.open(path), out, encoder)
+    assert embed_corpus(Source.open(path), out, encoder, CorpusOptions(overwrite=True)).rows_written == 2
+
+
 def test_a_killed_run_resumes_and_writes_every_row_once(tmp_path: Path, encoder: Encoder) -> None:
     texts = builtin_texts(40_000, seed=6)
     path = tmp_path / "docs.txt"
