@@ -268,8 +268,9 @@ def _prepare(output_dir: Path, plan: dict[str, Any], overwrite: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(f"{output_dir}: exists and is not a directory")
     output_dir.mkdir(parents=True, exist_ok=True)
-    ours = [p for p in output_dir.iterdir() if p.name.lstrip(".").startswith(("part-", MANIFEST, BAD_ROWS))]
-    others = sorted(p.name for p in output_dir.iterdir() if p not in ours)
+    entries = list(output_dir.iterdir())
+    ours = [p for p in entries if p.name.lstrip(".").startswith(("part-", MANIFEST, BAD_ROWS))]
+    others = sorted(p.name for p in entries if p not in ours)
     if others:
         raise InputError(f"{output_dir}: holds files that are not a fusembed corpus "
                          f"({', '.join(others[:5])}); choose an empty or new directory")
