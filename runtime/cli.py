@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from ._encoder import Encoder
 from ._errors import FusembedError, InputError
 from ._manifest import read_manifest
 from ._similarity import cos_sim, dot_score, semantic_search
+
+STDIO = "-"  # as a file name: standard input or output
 
 
 class _CliError(Exception):
@@ -36,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fusembed: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # SIGPIPE
     except (FusembedError, _CliError, ImportError, OSError) as exc:
         print(f"fusembed {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -85,13 +91,16 @@ def _parser() -> argparse.ArgumentParser:
 
     def text_input(p: argparse.ArgumentParser, flag: str, what: str) -> None:
         p.add_argument(flag, dest="input", type=Path, required=True,
-                       help=f"{what}: one text per line, or JSONL (*.jsonl) with --field")
+                       help=f"{what}: one text per line, or JSONL (*.jsonl) with --field; "
+                       "- reads standard input, one text per line")
         p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
 
-    p = sub.add_parser("encode", help="embed texts from a file into a .npy matrix")
+    p = sub.add_parser("encode", help="embed texts from a file into a .npy matrix or JSON lines")
     encoder_options(p)
     text_input(p, "--input", "texts to embed")
-    p.add_argument("--output", type=Path, required=True, help="where to write the (n, dim) float32 .npy")
+    p.add_argument("--output", type=Path, required=True,
+                   help="*.npy: an (n, dim) float32 matrix; *.jsonl: one {\"index\", \"embedding\"} "
+                   "object per text; -: the same JSON lines on standard output")
     p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     p.set_defaults(run=_encode)
 
@@ -234,15 +243,13 @@ def _variant_list(text: str) -> tuple[str, ...]:
 
 
 def read_texts(path: Path, field: str) -> list[str]:
-    """Texts from a file: JSONL (by suffix .jsonl/.ndjson) with `field`, else one per line."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _CliError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise _CliError(f"{path}: is a directory, expected a text file") from None
-    except PermissionError:
-        raise _CliError(f"{path}: permission denied") from None
+    """Texts from a file: JSONL (by suffix .jsonl/.ndjson) with `field`, else one per line.
+    `-` is standard input, one text per line."""
+    if str(path) == STDIO:
+        raw = sys.stdin.buffer.read()
+        path = Path("standard input")  # for the messages below; no suffix, so one text per line
+    else:
+        raw = _read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -267,6 +274,17 @@ def read_texts(path: Path, field: str) -> list[str]:
             )
         texts.append(record[field])
     return texts
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise _CliError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise _CliError(f"{path}: is a directory, expected a text file") from None
+    except PermissionError:
+        raise _CliError(f"{path}: permission denied") from None
 
 
 def _encoder(args: argparse.Namespace) -> Encoder:
@@ -300,19 +318,35 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    if args.output.suffix != ".npy":
-        raise _CliError(f"--output {args.output}: must end in .npy")
-    if not args.output.parent.is_dir():
-        raise _CliError(f"--output {args.output}: directory {args.output.parent} does not exist")
+    to_stdout = str(args.output) == STDIO
+    if not to_stdout:
+        if args.output.suffix not in (".npy", ".jsonl"):
+            raise _CliError(f"--output {args.output}: must end in .npy or .jsonl, or be - (standard output)")
+        if not args.output.parent.is_dir():
+            raise _CliError(f"--output {args.output}: directory {args.output.parent} does not exist")
     texts = read_texts(args.input, args.field)
     embeddings = _encoder(args).encode(texts, batch_size=args.batch_size,
                                        show_progress_bar=args.progress)
+    if to_stdout:
+        _write_json_lines(sys.stdout, embeddings)
+        sys.stdout.flush()
+        return 0
     partial = args.output.with_name(f".{args.output.name}.partial")
-    with partial.open("wb") as fh:  # write then rename: no half-written .npy on failure
-        np.save(fh, embeddings)
+    if args.output.suffix == ".npy":
+        with partial.open("wb") as fh:  # write then rename: no half-written output on failure
+            np.save(fh, embeddings)
+    else:
+        with partial.open("w", encoding="utf-8") as text:
+            _write_json_lines(text, embeddings)
     os.replace(partial, args.output)
     print(f"wrote {args.output}: {embeddings.shape[0]} x {embeddings.shape[1]} float32", file=sys.stderr)
     return 0
+
+
+def _write_json_lines(out: TextIO, embeddings: np.ndarray) -> None:
+    """One {"index", "embedding"} object per row: the shape of an OpenAI embeddings data item."""
+    for index, row in enumerate(embeddings.tolist()):
+        out.write(json.dumps({"index": index, "embedding": row}) + "\n")
 
 
 def _search(args: argparse.Namespace) -> int:

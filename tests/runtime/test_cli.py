@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -95,6 +96,53 @@ def test_encode_missing_input_and_bad_output(
     assert main(["encode", str(minilm_bundle), "--input", str(tmp_path / "in.txt"),
                  "--output", str(tmp_path / "no" / "o.npy")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_encode_stdin_to_json_lines_on_stdout(minilm_bundle: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "fusembed", "encode", str(minilm_bundle), "--input", "-",
+                           "--output", "-"], input="\n".join(DOCS) + "\n", capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["index"] for r in rows] == [0, 1]
+    np.testing.assert_allclose(np.array([r["embedding"] for r in rows], dtype=np.float32),
+                               Encoder(minilm_bundle).encode(DOCS), atol=1e-6)
+
+
+def test_encode_to_a_jsonl_file(minilm_bundle: Path, docs_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    assert main(["encode", str(minilm_bundle), "--input", str(docs_file), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["index"] for r in rows] == [0, 1] and len(rows[1]["embedding"]) == 384
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_search_docs_from_stdin(minilm_bundle: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(DOCS).encode())))
+    assert main(["search", str(minilm_bundle), "--query", "finance", "--docs", "-", "--top-k", "1",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["document"] == DOCS[1]
+
+
+def test_stdin_that_is_not_utf8_names_the_line(minilm_bundle: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"fine\nbad \xff\n")))
+    assert main(["encode", str(minilm_bundle), "--input", "-", "--output", "-"]) == 1
+    assert "standard input: line 2 is not valid UTF-8" in capsys.readouterr().err
+
+
+def test_stdout_closed_early_stops_quietly(minilm_bundle: Path) -> None:
+    with subprocess.Popen([sys.executable, "-m", "fusembed", "encode", str(minilm_bundle), "--input", "-",
+                           "--output", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as reader:
+        assert reader.stdin is not None and reader.stdout is not None and reader.stderr is not None
+        reader.stdin.write("".join(f"text {i}\n" for i in range(3000)).encode())
+        reader.stdin.close()
+        assert reader.stdout.readline().startswith(b'{"index": 0, ')
+        reader.stdout.close()  # as `| head -1` does
+        assert reader.wait(timeout=120) == 141
+        assert reader.stderr.read() == b""
 
 
 def test_search_with_empty_docs_file(minilm_bundle: Path, tmp_path: Path,
