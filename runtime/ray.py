@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -135,6 +136,21 @@ def _bad_rows(batch: pa.Table, text_column: str, id_column: str) -> pa.Table:
     return pa.table({"id": pa.array(ids, type=batch.schema.field(id_column).type), "reason": reasons})
 
 
+def _write_bad_rows(bad_rows: Any, path: Path) -> tuple[int, str]:
+    """Stream a dataset of (id, reason) rows to `path` as JSON lines, a batch at a time, so the
+    driver never holds them all; return how many, and the first few for a message."""
+    count, first = 0, list[str]()
+    with path.open("w", encoding="utf-8") as out:
+        for batch in bad_rows.iter_batches(batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                out.write(json.dumps({"row": None, "id": row["id"], "reason": row["reason"]},
+                                     ensure_ascii=False, default=str) + "\n")
+                if len(first) < 5:
+                    first.append(f"id {row['id']!r}: {row['reason']}")
+            count += batch.num_rows
+    return count, "; ".join(first)
+
+
 def _good_rows(batch: pa.Table, text_column: str, id_column: str) -> pa.Table:
     keep = [_problem(i, t, text_column, id_column) is None for i, t in
             zip(batch.column(id_column).to_pylist(), batch.column(text_column).to_pylist(), strict=True)]
@@ -193,11 +209,19 @@ def embed_corpus_with_ray(
         ds = ray.data.read_json(str(input), lines=True).select_columns(columns)
 
     fields = {"text_column": text_field, "id_column": id_field}
-    bad = ds.map_batches(functools.partial(_bad_rows, **fields), batch_format="pyarrow").take_all()
-    if bad and on_bad_row == "fail":
-        shown = "; ".join(f"id {b['id']!r}: {b['reason']}" for b in bad[:5])
-        raise InputError(f"{len(bad)} rows cannot be embedded ({shown}); nothing was written. Fix them, or "
-                         "rerun with --on-bad-row skip to leave them out and list them")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bad_tmp = output_dir / f".{BAD_ROWS}.tmp"
+    try:
+        bad, shown = _write_bad_rows(ds.map_batches(functools.partial(_bad_rows, **fields),
+                                                    batch_format="pyarrow"), bad_tmp)
+        if bad and on_bad_row == "fail":
+            raise InputError(f"{bad} rows cannot be embedded ({shown}); nothing was written. Fix them, or "
+                             "rerun with --on-bad-row skip to leave them out and list them")
+    except BaseException:
+        bad_tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            output_dir.rmdir()  # only if it is empty: nothing of ours or anyone's is lost
+        raise
     good = ds.map_batches(functools.partial(_good_rows, **fields), batch_format="pyarrow")
     embedded = embed_dataset(good, bundle, text_column=text_field, concurrency=workers,
                              num_cpus=cpus_per_worker, num_gpus=gpus_per_worker, batch_size=batch_size,
@@ -209,19 +233,17 @@ def embed_corpus_with_ray(
 
     files = sorted(p.name for p in output_dir.glob("*.parquet"))
     written = sum(pq.ParquetFile(output_dir / f).metadata.num_rows for f in files)
-    with (output_dir / BAD_ROWS).open("w") as fh:
-        for b in bad:
-            fh.write(json.dumps({"row": None, "id": b["id"], "reason": b["reason"]}, default=str) + "\n")
+    os.replace(bad_tmp, output_dir / BAD_ROWS)
     (output_dir / MANIFEST).write_text(json.dumps({
-        "format": "fusembed-corpus", "version": 1, "engine": "ray", "status": "complete",
+        "format": "fusembed-corpus", "version": 2, "engine": "ray", "status": "complete",
         "input": {"path": str(input.resolve()), "format": fmt, "text_field": text_field,
                   "id_field": id_field},
         "bundle": {"path": str(bundle.resolve()), "model": manifest.source.model},
         "dim": manifest.dim, "normalized": manifest.normalized,
-        "similarity": manifest.similarity, "rows_in": written + len(bad), "rows_written": written,
-        "bad_rows": len(bad), "bad_rows_file": BAD_ROWS, "shards": [{"file": f} for f in files],
+        "similarity": manifest.similarity, "rows_in": written + bad, "rows_written": written,
+        "bad_rows": bad, "bad_rows_file": BAD_ROWS, "shards": [{"file": f} for f in files],
         "ray": {"workers": workers, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
                 "address": address or "local"},
     }, indent=2, default=str) + "\n")
-    return CorpusReport(output_dir, written + len(bad), written, len(bad), len(files), 0,
+    return CorpusReport(output_dir, written + bad, written, bad, len(files), 0,
                         time.perf_counter() - started, files)

@@ -95,6 +95,7 @@ def test_embed_corpus_with_ray_cli(tiny_bundle: Path, tmp_path: Path) -> None:
     ]
     failed = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 1 and "2 rows cannot be embedded" in failed.stderr, failed.stderr
+    assert "id 'd5': empty text" in failed.stderr and not out.exists()  # nothing left behind
     result = subprocess.run([*argv, "--on-bad-row", "skip"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     table = pq.read_table(sorted(out.glob("*.parquet")))
