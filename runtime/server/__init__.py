@@ -15,7 +15,7 @@ import signal
 import threading
 
 try:
-    import prometheus_client  # noqa: F401 (imported here only to fail early with the extra's name)
+    import prometheus_client
     import starlette  # noqa: F401
     import uvicorn
 except ImportError as exc:
@@ -46,6 +46,10 @@ def run(
     httptools and uvloop when they are installed.
     """
     options = options or ServerOptions()
+    # A `_created` timestamp series per counter and histogram doubles what /metrics prints and
+    # Prometheus does not need it. The switch is process-wide, so it is set here, where the
+    # process is the server, and not in create_app, which may run inside someone else's app.
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     config = uvicorn.Config(
         create_app(encoder, options), host=host, port=port, access_log=access_log,
         timeout_graceful_shutdown=graceful_timeout_s, log_level="info", lifespan="on",

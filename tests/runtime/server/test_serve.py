@@ -105,6 +105,7 @@ def test_64_concurrent_clients(minilm_bundle: Path, encoder: Encoder, serve: typ
     assert worst[0] >= 0.99999
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'fusembed_requests_total{route="/v1/embeddings",status="200"} 1500.0' in metrics
+    assert "_created" not in metrics  # `fusembed serve` turns those series off
 
     def sample(name: str) -> float:
         return float(re.search(rf"^{re.escape(name)} (\S+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
