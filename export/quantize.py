@@ -22,6 +22,8 @@ The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -138,15 +140,32 @@ def _w8a8_static(fp32: Path, out: Path, calibration: Calibration, exclude: re.Pa
 
     graph = onnx.load(str(fp32))
     excluded = [n.name for n in graph.graph.node if exclude is not None and exclude.search(n.name)]
-    quantize_dynamic(
-        str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
-        nodes_to_exclude=excluded, extra_options={"DefaultTensorType": TensorProto.FLOAT},
-    )
+    with _without_preprocess_hint():
+        quantize_dynamic(
+            str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
+            nodes_to_exclude=excluded, extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
     model = onnx.load(str(out))
     _make_activation_scales_static(model, calibration)
     model.ir_version = min(model.ir_version, IR_VERSION)
     onnx.save(model, str(out))
+
+
+@contextlib.contextmanager
+def _without_preprocess_hint() -> Iterator[None]:
+    """onnxruntime's quantiser logs, on the root logger, a hint to run its pre-processing (shape
+    inference and graph optimisation) first. The graph it gets here has been through
+    onnxruntime's transformer optimiser already, so in the export's log the hint is only noise."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _make_activation_scales_static(model: onnx.ModelProto, calibration: Calibration) -> None:

