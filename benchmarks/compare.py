@@ -20,6 +20,7 @@ Bundles, replicas and ONNX exports are cached in --work-dir and reused; nothing 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -96,22 +97,62 @@ def bundle_for(name: str, source: Path, work: Path) -> Path:
     return target
 
 
-def run_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: Path, threads: int,
-               batch_size: int, repeats: int, vectors: Path) -> dict[str, Any]:
+Started = tuple[dict[str, Any], "subprocess.Popen[str] | None"]
+
+
+def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: Path, threads: int,
+                 batch_size: int, repeats: int, vectors: Path) -> Started:
+    """Run engines.py --paired: its measurements, and the process, kept loaded for the timed passes
+    (None if it failed)."""
     python = ROOT / ".venv-fastembed" / "bin" / "python" if engine == "fastembed" else Path(sys.executable)
     if not python.exists():
-        return {"engine": engine, "error": "no .venv-fastembed: run `bash benchmarks/fastembed_venv.sh`"}
+        return {"engine": engine, "error": "no .venv-fastembed: run `bash benchmarks/fastembed_venv.sh`"}, \
+            None
     cmd = [str(python), str(ROOT / "benchmarks" / "engines.py"), "--engine", engine, "--model", str(source),
            "--bundle", str(bundle), "--texts", str(texts_file), "--threads", str(threads),
            "--batch-size", str(batch_size), "--repeats", str(repeats), "--onnx-dir", str(work / "onnx"),
-           "--save-vectors", str(vectors), "--t0", repr(time.time())]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    lines = done.stdout.strip().splitlines()
+           "--save-vectors", str(vectors), "--paired", "--t0", repr(time.time())]
+    log = (work / f"log-{engine}.txt").open("w")  # not a pipe: nobody reads it while the engine runs
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    log.close()
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
     try:  # engines.py prints one JSON object, errors included; a crash prints none
-        return dict(json.loads(lines[-1]))
-    except (IndexError, json.JSONDecodeError):
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"engine": engine, "error": f"exit {done.returncode}: {why}"}
+        row = dict(json.loads(line))
+    except json.JSONDecodeError:
+        proc.wait()
+        why = ((work / f"log-{engine}.txt").read_text().strip().splitlines() or ["no output"])[-1]
+        return {"engine": engine, "error": f"exit {proc.returncode}: {why}"}, None
+    if "error" in row:
+        proc.wait()
+        return row, None
+    return row, proc
+
+
+def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int) -> dict[str, list[float]]:
+    """Time one pass per engine per round, the engines taking turns (the order rotates each round),
+    so a change in the host's speed lands on every engine alike."""
+    times: dict[str, list[float]] = {engine: [] for engine in procs}
+    order = list(procs)
+    for r in range(rounds):
+        for engine in order[r % len(order):] + order[: r % len(order)] if order else []:
+            proc = procs[engine]
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write("pass\n")
+                proc.stdin.flush()
+                times[engine].append(float(json.loads(proc.stdout.readline())["pass_s"]))
+            except (OSError, ValueError, KeyError):  # it died: its row keeps the warm-up figure
+                print(f"   {engine}: stopped answering in round {r + 1}; see its log", flush=True)
+                times[engine] = []
+                order.remove(engine)
+    for proc in procs.values():
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()  # end of input: the engine exits
+        proc.wait()
+    return times
 
 
 def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
@@ -127,18 +168,28 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
         print(f"   prepare failed (exit {prep.returncode}): {last}", flush=True)
     texts_file = work / f"texts-{plan.name}-{label}.txt"
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    rows, vectors = [], {}
+    rows, vectors, procs = [], {}, {}
     for engine in engines:
         out = work / f"vectors-{plan.name}-{label}-{engine}.npy"
         out.unlink(missing_ok=True)
-        row = run_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size,
-                         args.repeats if label == "short" else max(10, args.repeats // 10), out)
+        row, proc = start_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size,
+                                 args.repeats if label == "short" else max(10, args.repeats // 10), out)
         row.update(model=plan.name, inputs=label)
         if out.is_file():
             vectors[engine] = np.load(out)
         rows.append(row)
-        summary = row.get("error") or f"{row['throughput']:.0f} sent/s, p50 {row['p50_ms']:.2f} ms"
+        if proc is not None:
+            procs[engine] = proc
+        summary = row["error"] if "error" in row else f"p50 {row['p50_ms']:.2f} ms"
         print(f"   {engine}: {summary}", flush=True)
+    for engine, passes in paired_passes(procs, args.rounds).items():
+        row = next(r for r in rows if r["engine"] == engine)
+        if not passes:
+            continue
+        row["pass_s"] = [round(t, 4) for t in passes]
+        row["throughput"] = round(row["texts"] / float(np.median(passes)), 2)
+        row["throughput_from"] = f"median of {len(passes)} paired rounds (each engine one pass per round)"
+        print(f"   {engine}: {row['throughput']:.0f} sent/s", flush=True)
     if "st-torch" in vectors:
         for row in rows:
             if row["engine"] in vectors:
@@ -162,7 +213,11 @@ def ratio(rows: list[dict[str, Any]], num: str, den: str, key: str, invert: bool
     by = {r["engine"]: r for r in rows if key in r}
     if num not in by or den not in by:
         return "n/a"
-    value = by[den][key] / by[num][key] if invert else by[num][key] / by[den][key]
+    if key == "throughput" and len(by[num].get("pass_s", [])) == len(by[den].get("pass_s", [])) > 0:
+        # paired: the median over rounds of each round's ratio (both timed in the same round)
+        value = float(np.median(np.array(by[den]["pass_s"]) / np.array(by[num]["pass_s"])))
+    else:
+        value = by[den][key] / by[num][key] if invert else by[num][key] / by[den][key]
     return f"{value:.2f}x"
 
 
@@ -253,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="paired throughput rounds: every engine one pass per round (default: 5)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "compare")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -277,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         f"batch size {args.batch_size}",
         "short inputs: deterministic synthetic sentences of 10-40 word pieces (no public STS set can be "
         "downloaded on this machine: the hub is unreachable); long: passages of 200-512 word pieces",
-        "each engine in a fresh process (benchmarks/engines.py); throughput best of 3 passes after a "
-        "warm-up pass; batch-1 over --repeats calls after 10 warm-up calls",
+        "each engine in a fresh process (benchmarks/engines.py), measured alone: cold start, batch-1 "
+        "over --repeats calls after 10 warm-up calls, peak RSS; then, with every engine of a model "
+        f"loaded, throughput in {args.rounds} paired rounds: each engine one pass over all texts per "
+        "round, taking turns (the order rotates), so that the host's speed changes hit all alike; "
+        "sent/s is the median over rounds, and the ratios below are the median of per-round ratios",
         "replicas have random weights: their speed is the seed architecture's, their int8 quality is not "
         "the real model's; `min cos vs torch` is over the first 64 texts at the batch size",
         "`of GEMM limit`: real tokens/s x FLOPs per token over onnxruntime's own fp32 MatMul / u8s8 "

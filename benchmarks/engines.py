@@ -30,6 +30,11 @@ from process start (or from --t0, `time.time()` taken by the driver before it sp
 to the first embedding, batch-1 latency percentiles (10 warm-up calls, then --repeats calls cycling
 through the texts), throughput over all texts at --batch-size (one warm-up pass, best of 3), peak
 RSS. Only the standard library is imported at module level, so any engine's venv can run this.
+
+With --paired the process prints its JSON object (throughput from the warm-up pass alone), then keeps
+the model loaded and reads commands on stdin: `pass` runs one pass over all texts at --batch-size
+and prints `{"pass_s": seconds}`; `quit` (or end of input) exits. compare.py uses it to time every
+engine in turn, round after round, so a slower or faster spell of a shared host hits all of them.
 """
 
 from __future__ import annotations
@@ -351,6 +356,12 @@ def versions(packages: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def one_pass(engine: Engine, texts: list[str], batch_size: int) -> float:
+    start = time.perf_counter()
+    engine.encode(texts, batch_size)
+    return time.perf_counter() - start
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         texts = args.texts.read_text(encoding="utf-8").splitlines()
@@ -363,6 +374,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
     args.excluded_s = 0.0
     engine = load(args)
+    args.loaded = (engine, texts)  # for the --paired passes after the result is printed
 
     vectors = engine.encode(texts[:1], 1)
     if args.t0 is not None:
@@ -381,12 +393,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         times.append((time.perf_counter() - start) * 1000)
     cuts = statistics.quantiles(times, n=100, method="inclusive")
 
-    engine.encode(texts, args.batch_size)  # warm-up pass
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        engine.encode(texts, args.batch_size)
-        best = min(best, time.perf_counter() - start)
+    best = one_pass(engine, texts, args.batch_size)  # the warm-up pass
+    for _ in range(0 if args.paired else 3):  # paired: the driver asks for the passes
+        best = min(best, one_pass(engine, texts, args.batch_size))
     peak = peak_rss_mb()  # before the bookkeeping below loads anything more
 
     if args.save_vectors is not None:
@@ -410,6 +419,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "max_seq_length; rss_after_first_mb and peak_rss_mb are VmHWM (peak so far)",
                   f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']} (tokenizer threads)"],
         "saved_vectors": str(args.save_vectors) if args.save_vectors else None,
+        **({"throughput_from": "the warm-up pass only (--paired: see pass_s)"} if args.paired else {}),
     }
 
 
@@ -425,6 +435,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--onnx-dir", type=Path, help="writable folder for the local ONNX export")
     parser.add_argument("--t0", type=float, help="time.time() taken by the driver just before spawning")
     parser.add_argument("--save-vectors", type=Path, help=f"write the first {VECTORS_KEPT} embeddings (.npy)")
+    parser.add_argument("--paired", action="store_true",
+                        help="after the JSON object, run a pass per `pass` line on stdin (see above)")
     parser.add_argument("--prepare", action="store_true",
                         help="only make the ONNX export under --onnx-dir (in .venv), print JSON, exit")
     args = parser.parse_args(argv)
@@ -455,6 +467,13 @@ def main(argv: list[str] | None = None) -> int:
         result, code = {"engine": args.engine, "model": str(args.model), "error": str(exc)}, 1
     stdout.write(json.dumps(result) + "\n")
     stdout.flush()
+    if code == 0 and args.paired and not args.prepare:
+        engine, texts = args.loaded
+        for command in sys.stdin:
+            if command.strip() != "pass":
+                break
+            stdout.write(json.dumps({"pass_s": one_pass(engine, texts, args.batch_size)}) + "\n")
+            stdout.flush()
     return code
 
 
