@@ -10,6 +10,12 @@ cosine over 64 texts), and the fraction of this machine's GEMM limit it reaches
 (`benchmarks/roofline.py`). A long-input run (200-512 word pieces) on the BERT-base replica
 follows. Results: `compare.md`, `compare.json`, `compare.png` and `machine.json` in --output-dir.
 
+Throughput is timed in paired rounds: once every engine of a model has been measured alone (cold
+start, batch-1 latency, peak RSS), all stay loaded and each runs one pass over the texts per round,
+in turn, the order rotating. This machine's speed drifts by 15-30% over minutes (other tenants);
+timed one after another, engines would be compared across those drifts. The ratios reported are
+the median over rounds of each round's ratio.
+
     bash benchmarks/fastembed_venv.sh                    # once, for the fastembed column
     .venv/bin/python benchmarks/compare.py               # everything (about 40 min on 2 cores)
     .venv/bin/python benchmarks/compare.py --models all-MiniLM-L6-v2 --texts 500   # a quick look
@@ -28,6 +34,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,12 +137,19 @@ def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work
     return row, proc
 
 
-def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int) -> dict[str, list[float]]:
+Peak = dict[str, float]  # GEMM throughput by kind (fp32, int8)
+
+
+def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int,
+                  between: Callable[[], Peak]) -> tuple[dict[str, list[float]], list[Peak]]:
     """Time one pass per engine per round, the engines taking turns (the order rotates each round),
-    so a change in the host's speed lands on every engine alike."""
+    so a change in the host's speed lands on every engine alike. `between` runs once per round too
+    (the GEMM limit, measured in the same spells as the engines); its results come back in a list."""
     times: dict[str, list[float]] = {engine: [] for engine in procs}
+    samples = []
     order = list(procs)
     for r in range(rounds):
+        samples.append(between())
         for engine in order[r % len(order):] + order[: r % len(order)] if order else []:
             proc = procs[engine]
             assert proc.stdin is not None and proc.stdout is not None
@@ -152,7 +166,7 @@ def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int) -> dict[
             assert proc.stdin is not None
             proc.stdin.close()  # end of input: the engine exits
         proc.wait()
-    return times
+    return times, samples
 
 
 def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
@@ -182,7 +196,11 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
             procs[engine] = proc
         summary = row["error"] if "error" in row else f"p50 {row['p50_ms']:.2f} ms"
         print(f"   {engine}: {summary}", flush=True)
-    for engine, passes in paired_passes(procs, args.rounds).items():
+    tokens_per_text = next((r["tokens"] / r["texts"] for r in rows if "tokens" in r), 0.0)
+    rows_per_gemm = max(1, int(args.batch_size * tokens_per_text))
+    times, peaks = paired_passes(procs, args.rounds,
+                                 lambda: gemm_peak(plan.hidden, tokens=rows_per_gemm, threads=args.threads))
+    for engine, passes in times.items():
         row = next(r for r in rows if r["engine"] == engine)
         if not passes:
             continue
@@ -195,8 +213,9 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
             if row["engine"] in vectors:
                 cosines = row_cosine(vectors["st-torch"], vectors[row["engine"]])
                 row["min_cosine_vs_torch"] = float(cosines.min())
-    tokens_per_text = next((r["tokens"] / r["texts"] for r in rows if "tokens" in r), 0.0)
-    peak = gemm_peak(plan.hidden, tokens=max(1, int(args.batch_size * tokens_per_text)), threads=args.threads)
+    if not peaks:  # no engine ran: measure once anyway, for the record
+        peaks = [gemm_peak(plan.hidden, tokens=rows_per_gemm, threads=args.threads)]
+    peak = {kind: float(np.median([p[kind] for p in peaks])) for kind in peaks[0]}
     flops = flops_per_token(plan.layers, plan.hidden, tokens_per_text)
     for row in rows:
         if "throughput" in row:
@@ -206,6 +225,7 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
             row["peak_kind"] = kind
     for row in rows:
         row["gemm_peak"] = {k: round(v / 1e9, 1) for k, v in peak.items()}
+        row["gemm_peak_rounds"] = {k: [round(p[k] / 1e9, 1) for p in peaks] for k in peak}
     return rows
 
 
@@ -342,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         "replicas have random weights: their speed is the seed architecture's, their int8 quality is not "
         "the real model's; `min cos vs torch` is over the first 64 texts at the batch size",
         "`of GEMM limit`: real tokens/s x FLOPs per token over onnxruntime's own fp32 MatMul / u8s8 "
-        "MatMulInteger throughput at the model's GEMM shapes on this machine (benchmarks/roofline.py)",
+        "MatMulInteger throughput at the model's GEMM shapes on this machine (benchmarks/roofline.py), "
+        "measured once per paired round and taken as the median, like the engines' throughput",
         contention(args.threads, *start),
         plot(results, args.output_dir / "compare.png"),
         f"command: `{shlex.join(sys.orig_argv)}`",
