@@ -140,33 +140,40 @@ def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work
 Peak = dict[str, float]  # GEMM throughput by kind (fp32, int8)
 
 
-def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int,
-                  between: Callable[[], Peak]) -> tuple[dict[str, list[float]], list[Peak]]:
+@dataclass
+class Paired:
+    pass_s: dict[str, list[float]]  # per engine, one pass over the texts per round
+    latency_ms: dict[str, list[float]]  # per engine, batch-1 calls from every round
+    peaks: list[Peak]  # the GEMM limit, once per round
+
+
+def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int, latency_calls: int,
+                  between: Callable[[], Peak]) -> Paired:
     """Time one pass per engine per round, the engines taking turns (the order rotates each round),
     so a change in the host's speed lands on every engine alike. `between` runs once per round too
     (the GEMM limit, measured in the same spells as the engines); its results come back in a list."""
-    times: dict[str, list[float]] = {engine: [] for engine in procs}
-    samples = []
+    out = Paired({engine: [] for engine in procs}, {engine: [] for engine in procs}, [])
     order = list(procs)
     for r in range(rounds):
-        samples.append(between())
+        out.peaks.append(between())
         for engine in order[r % len(order):] + order[: r % len(order)] if order else []:
             proc = procs[engine]
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.write("pass\n")
+                proc.stdin.write(f"pass\nlatency {latency_calls}\n")
                 proc.stdin.flush()
-                times[engine].append(float(json.loads(proc.stdout.readline())["pass_s"]))
-            except (OSError, ValueError, KeyError):  # it died: its row keeps the warm-up figure
+                out.pass_s[engine].append(float(json.loads(proc.stdout.readline())["pass_s"]))
+                out.latency_ms[engine] += json.loads(proc.stdout.readline())["latency_ms"]
+            except (OSError, ValueError, KeyError):  # it died: its row keeps the figures it had
                 print(f"   {engine}: stopped answering in round {r + 1}; see its log", flush=True)
-                times[engine] = []
+                out.pass_s[engine], out.latency_ms[engine] = [], []
                 order.remove(engine)
     for proc in procs.values():
         with contextlib.suppress(OSError):
             assert proc.stdin is not None
             proc.stdin.close()  # end of input: the engine exits
         proc.wait()
-    return times, samples
+    return out
 
 
 def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, args: argparse.Namespace,
@@ -187,7 +194,7 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
         out = work / f"vectors-{plan.name}-{label}-{engine}.npy"
         out.unlink(missing_ok=True)
         row, proc = start_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size,
-                                 args.repeats if label == "short" else max(10, args.repeats // 10), out)
+                                 20, out)  # batch-1 here is a warm-up: it is timed in the rounds
         row.update(model=plan.name, inputs=label)
         if out.is_file():
             vectors[engine] = np.load(out)
@@ -198,16 +205,23 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
         print(f"   {engine}: {summary}", flush=True)
     tokens_per_text = next((r["tokens"] / r["texts"] for r in rows if "tokens" in r), 0.0)
     rows_per_gemm = max(1, int(args.batch_size * tokens_per_text))
-    times, peaks = paired_passes(procs, args.rounds,
-                                 lambda: gemm_peak(plan.hidden, tokens=rows_per_gemm, threads=args.threads))
-    for engine, passes in times.items():
+    repeats = args.repeats if label == "short" else max(10, args.repeats // 10)
+    paired = paired_passes(procs, args.rounds, max(1, repeats // args.rounds),
+                           lambda: gemm_peak(plan.hidden, tokens=rows_per_gemm, threads=args.threads))
+    peaks = paired.peaks
+    for engine, passes in paired.pass_s.items():
         row = next(r for r in rows if r["engine"] == engine)
         if not passes:
             continue
         row["pass_s"] = [round(t, 4) for t in passes]
         row["throughput"] = round(row["texts"] / float(np.median(passes)), 2)
         row["throughput_from"] = f"median of {len(passes)} paired rounds (each engine one pass per round)"
-        print(f"   {engine}: {row['throughput']:.0f} sent/s", flush=True)
+        ms = paired.latency_ms[engine]
+        cuts = np.percentile(ms, [50, 95, 99])
+        row["p50_ms"], row["p95_ms"], row["p99_ms"] = (round(float(c), 3) for c in cuts)
+        row["repeats"] = len(ms)
+        row["latency_from"] = f"{len(ms)} batch-1 calls over the {len(passes)} paired rounds"
+        print(f"   {engine}: {row['throughput']:.0f} sent/s, p50 {row['p50_ms']:.2f} ms", flush=True)
     if "st-torch" in vectors:
         for row in rows:
             if row["engine"] in vectors:
@@ -354,11 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         f"batch size {args.batch_size}",
         "short inputs: deterministic synthetic sentences of 10-40 word pieces (no public STS set can be "
         "downloaded on this machine: the hub is unreachable); long: passages of 200-512 word pieces",
-        "each engine in a fresh process (benchmarks/engines.py), measured alone: cold start, batch-1 "
-        "over --repeats calls after 10 warm-up calls, peak RSS; then, with every engine of a model "
-        f"loaded, throughput in {args.rounds} paired rounds: each engine one pass over all texts per "
-        "round, taking turns (the order rotates), so that the host's speed changes hit all alike; "
-        "sent/s is the median over rounds, and the ratios below are the median of per-round ratios",
+        "each engine in a fresh process (benchmarks/engines.py), measured alone: cold start and peak "
+        f"RSS; then, with every engine of a model loaded, {args.rounds} paired rounds: each engine in "
+        "turn (the order rotates) runs one pass over all texts at the batch size and --repeats/rounds "
+        "batch-1 calls, so that the host's speed changes hit all engines alike; sent/s is the median "
+        "pass, batch-1 percentiles pool every round's calls, throughput ratios are the median of "
+        "per-round ratios",
         "replicas have random weights: their speed is the seed architecture's, their int8 quality is not "
         "the real model's; `min cos vs torch` is over the first 64 texts at the batch size",
         "`of GEMM limit`: real tokens/s x FLOPs per token over onnxruntime's own fp32 MatMul / u8s8 "

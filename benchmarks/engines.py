@@ -33,7 +33,8 @@ RSS. Only the standard library is imported at module level, so any engine's venv
 
 With --paired the process prints its JSON object (throughput from the warm-up pass alone), then keeps
 the model loaded and reads commands on stdin: `pass` runs one pass over all texts at --batch-size
-and prints `{"pass_s": seconds}`; `quit` (or end of input) exits. compare.py uses it to time every
+and prints `{"pass_s": seconds}`; `latency N` times N batch-1 calls and prints `{"latency_ms":
+[...]}`; `quit` (or end of input) exits. compare.py uses it to time every
 engine in turn, round after round, so a slower or faster spell of a shared host hits all of them.
 """
 
@@ -469,10 +470,21 @@ def main(argv: list[str] | None = None) -> int:
     stdout.flush()
     if code == 0 and args.paired and not args.prepare:
         engine, texts = args.loaded
+        calls = 0
         for command in sys.stdin:
-            if command.strip() != "pass":
+            if command.strip() == "pass":
+                answer: dict[str, Any] = {"pass_s": one_pass(engine, texts, args.batch_size)}
+            elif command.startswith("latency "):  # `latency N`: N more batch-1 calls, texts cycling on
+                ms = []
+                for _ in range(int(command.split()[1])):
+                    start = time.perf_counter()
+                    engine.encode([texts[calls % len(texts)]], 1)
+                    ms.append((time.perf_counter() - start) * 1000)
+                    calls += 1
+                answer = {"latency_ms": ms}
+            else:
                 break
-            stdout.write(json.dumps({"pass_s": one_pass(engine, texts, args.batch_size)}) + "\n")
+            stdout.write(json.dumps(answer) + "\n")
             stdout.flush()
     return code
 
