@@ -17,7 +17,7 @@ timed one after another, engines would be compared across those drifts. The rati
 the median over rounds of each round's ratio.
 
     bash benchmarks/fastembed_venv.sh                    # once, for the fastembed column
-    .venv/bin/python benchmarks/compare.py               # everything (about 40 min on 2 cores)
+    .venv/bin/python benchmarks/compare.py               # everything (about 30 min on 2 cores)
     .venv/bin/python benchmarks/compare.py --models all-MiniLM-L6-v2 --texts 500   # a quick look
 
 Bundles, replicas and ONNX exports are cached in --work-dir and reused; nothing touches the network.
