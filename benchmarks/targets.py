@@ -30,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import compare
 import numpy as np
 import onnxruntime as ort
 from compare import LONG_MODEL, PLANS, REAL, long_texts
@@ -77,11 +78,16 @@ def gemm_share(model: Path, encoder: Encoder, texts: list[str], threads: int) ->
 
 
 def find(results: list[dict[str, Any]], model: str, inputs: str, engine: str) -> dict[str, Any]:
-    row = next((r for r in results if (r["model"], r["inputs"], r["engine"]) == (model, inputs, engine)
-                and "throughput" in r), None)
+    """compare.py's measured row, which every target here needs."""
+    row = compare.find(results, model, inputs, engine)
     if row is None:
         raise SystemExit(f"compare.json has no measured row for {model} / {inputs} / {engine}")
     return row
+
+
+def top_ops(per_op: Counter[str], n: int = 6) -> str:
+    total = sum(per_op.values())
+    return ", ".join(f"{op} {t / total:.0%}" for op, t in per_op.most_common(n))
 
 
 def verdict(need: float, now: float, share: float | None) -> str:
@@ -124,16 +130,14 @@ def main(argv: list[str] | None = None) -> int:
                                    args.threads)
         shares[precision] = share
         counted |= GEMM_OPS & set(per_op)
-        total = sum(per_op.values())
-        top[precision] = ", ".join(f"{op} {t / total:.0%}" for op, t in per_op.most_common(6))
+        top[precision] = top_ops(per_op)
     if args.long_bundle.is_dir():
         long = long_texts(find(results, LONG_MODEL, "long", "fusembed-int8")["texts"])  # compare's texts
         encoder = Encoder(args.long_bundle, precision="int8", threads=args.threads)
         file = args.long_bundle / read_manifest(args.long_bundle).variants["int8"].file
         shares["long int8"], per_op = gemm_share(file, encoder, long, args.threads)
         counted |= GEMM_OPS & set(per_op)
-        total = sum(per_op.values())
-        top["long int8"] = ", ".join(f"{op} {t / total:.0%}" for op, t in per_op.most_common(6))
+        top["long int8"] = top_ops(per_op)
 
     lines = [
         "# What issue 4's speed targets ask of this machine",
