@@ -10,11 +10,12 @@ cosine over 64 texts), and the fraction of this machine's GEMM limit it reaches
 (`benchmarks/roofline.py`). A long-input run (200-512 word pieces) on the BERT-base replica
 follows. Results: `compare.md`, `compare.json`, `compare.png` and `machine.json` in --output-dir.
 
-Throughput is timed in paired rounds: once every engine of a model has been measured alone (cold
-start, batch-1 latency, peak RSS), all stay loaded and each runs one pass over the texts per round,
-in turn, the order rotating. This machine's speed drifts by 15-30% over minutes (other tenants);
-timed one after another, engines would be compared across those drifts. The ratios reported are
-the median over rounds of each round's ratio.
+Throughput and batch-1 latency are timed in paired rounds: once every engine of a model has been
+measured alone (cold start, peak RSS), all stay loaded and each runs one pass over the texts and
+--repeats/--rounds batch-1 calls per round, in turn, the order rotating. This machine's speed
+drifts by 15-30% over minutes (other tenants); timed one after another, engines would be compared
+across those drifts. The throughput ratios reported are the median over rounds of each round's
+ratio.
 
     bash benchmarks/fastembed_venv.sh                    # once, for the fastembed column
     .venv/bin/python benchmarks/compare.py               # everything (about 30 min on 2 cores)
@@ -108,7 +109,7 @@ Started = tuple[dict[str, Any], "subprocess.Popen[str] | None"]
 
 
 def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work: Path, threads: int,
-                 batch_size: int, repeats: int, vectors: Path) -> Started:
+                 batch_size: int, vectors: Path, warmup_calls: int = 20) -> Started:
     """Run engines.py --paired: its measurements, and the process, kept loaded for the timed passes
     (None if it failed)."""
     python = ROOT / ".venv-fastembed" / "bin" / "python" if engine == "fastembed" else Path(sys.executable)
@@ -117,8 +118,9 @@ def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work
             None
     cmd = [str(python), str(ROOT / "benchmarks" / "engines.py"), "--engine", engine, "--model", str(source),
            "--bundle", str(bundle), "--texts", str(texts_file), "--threads", str(threads),
-           "--batch-size", str(batch_size), "--repeats", str(repeats), "--onnx-dir", str(work / "onnx"),
-           "--save-vectors", str(vectors), "--paired", "--t0", repr(time.time())]
+           "--batch-size", str(batch_size), "--repeats", str(warmup_calls),
+           "--onnx-dir", str(work / "onnx"), "--save-vectors", str(vectors), "--paired",
+           "--t0", repr(time.time())]
     log = (work / f"log-{engine}.txt").open("w")  # not a pipe: nobody reads it while the engine runs
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -193,8 +195,8 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
     for engine in engines:
         out = work / f"vectors-{plan.name}-{label}-{engine}.npy"
         out.unlink(missing_ok=True)
-        row, proc = start_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size,
-                                 20, out)  # batch-1 here is a warm-up: it is timed in the rounds
+        # its own batch-1 calls are a warm-up here: batch-1 is timed in the rounds
+        row, proc = start_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size, out)
         row.update(model=plan.name, inputs=label)
         if out.is_file():
             vectors[engine] = np.load(out)
