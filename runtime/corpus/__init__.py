@@ -231,7 +231,8 @@ def _shard_name(shard: int) -> str:
 
 
 def _shard_info(path: Path) -> dict[str, Any] | None:
-    """A finished shard's own record of what it holds, or None if it is not there (or damaged)."""
+    """A finished shard's own record of what it holds, or None if it is not there, damaged, or
+    its list of bad rows is missing: then it is redone, so that no bad row goes unreported."""
     if not path.is_file():
         return None
     try:
@@ -239,7 +240,10 @@ def _shard_info(path: Path) -> dict[str, Any] | None:
     except Exception:  # damaged: redo it
         return None
     raw = metadata.get(_SHARD_KEY)
-    return json.loads(raw) if raw else None
+    info: dict[str, Any] | None = json.loads(raw) if raw else None
+    if info and info["bad_rows"] and not _bad_rows_of(path).is_file():
+        return None
+    return info
 
 
 def _id_type(source: Source) -> pa.DataType:

@@ -115,6 +115,12 @@ def test_bad_rows_are_listed_per_shard_and_gathered_in_row_order(tmp_path: Path,
     assert (again.shards_resumed, again.bad_rows) == (2, len(expected))
     assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == expected
 
+    # A shard whose list went missing is redone too, rather than its bad rows going unreported.
+    (out / "_bad_rows.jsonl.part-00001").unlink()
+    third = embed_corpus(Source.open(path), out, encoder, options)
+    assert (third.shards_resumed, third.bad_rows) == (1, len(expected))
+    assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == expected
+
 
 def test_a_shard_without_bad_rows_leaves_no_list(tmp_path: Path, encoder: Encoder) -> None:
     path = tmp_path / "docs.txt"
