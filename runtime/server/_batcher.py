@@ -8,6 +8,11 @@ and each request gets back its own rows. While one batch runs the next one fills
 batches form without waiting at all.
 
 A request that fails inside a batch is retried alone, so one bad request fails only itself.
+
+A batch runs as model calls of at most `max_batch_tokens` tokens each (a request larger than that
+is split), and between calls the batch is dropped once every request in it is gone. So when the
+server gives up on its requests (a shutdown past its grace period cancels them), the model thread
+is free within one call, not after the whole of a request nobody will read.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +36,10 @@ Rows = Sequence[Sequence[int]]
 
 class Overloaded(RuntimeError):
     """The queue is full: the request was not taken."""
+
+
+class Stopping(RuntimeError):
+    """The batcher is stopping: the request was not taken."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,9 @@ class _Job:
     tokens: int
     future: asyncio.Future[Embeddings]
     arrived: float = field(default_factory=time.perf_counter)
+    # Set (on the event loop) once the future is done: before the batch's results are set that
+    # means the request was cancelled. The model thread reads this, never the future itself.
+    gone: threading.Event = field(default_factory=threading.Event)
 
 
 class MicroBatcher:
@@ -57,8 +70,8 @@ class MicroBatcher:
         tokenize: texts -> token id rows (thread-safe; runs on the tokenizer thread).
         encode: token id rows -> embeddings, row for row (runs on the model thread).
         batching: False runs every request as its own model call (for comparison).
-        max_batch_tokens: a batch closes once it holds this many tokens (a larger request still
-            runs, alone).
+        max_batch_tokens: a batch closes once it holds this many tokens; a larger request runs
+            alone, split into model calls of at most this many tokens.
         max_wait_s: how long the oldest request in a forming batch may wait for company.
         max_queued: requests allowed to wait; one more gets `Overloaded` at once, rather than
             joining a queue that grows without bound while the model cannot keep up.
@@ -89,6 +102,7 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._running = 0  # jobs taken off the queue whose results are not yet set
+        self._stopping = False
         self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-tokenize")
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-model")
 
@@ -97,7 +111,9 @@ class MicroBatcher:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="fusembed-batcher")
 
     async def stop(self) -> None:
-        """Finish every queued request, then stop the worker and its threads."""
+        """Finish every queued request, then stop the worker and its threads. Requests that
+        arrive meanwhile get `Stopping`; cancelled ones are dropped, not finished."""
+        self._stopping = True
         while self._pending or self._running:
             await asyncio.sleep(0.001)
         if self._worker is not None:
@@ -118,12 +134,15 @@ class MicroBatcher:
 
     async def embed(self, rows: list[list[int]]) -> Embeddings:
         """Embeddings of `rows` (from `tokenize`), row for row, computed in some batch."""
+        if self._stopping:
+            raise Stopping("the server is shutting down and takes no new requests; retry on another replica")
         if self._worker is None:
             raise RuntimeError("MicroBatcher.start() was not called")
         if len(self._pending) >= self.max_queued:
             raise Overloaded(f"{len(self._pending)} requests are already waiting for the model; "
                              "retry shortly")
         job = _Job(rows, sum(map(len, rows)), asyncio.get_running_loop().create_future())
+        job.future.add_done_callback(lambda _: job.gone.set())
         self._pending.append(job)
         self._on_queue(len(self._pending))
         self._arrived.set()
@@ -153,7 +172,7 @@ class MicroBatcher:
                 self._running = 0
             seconds = time.perf_counter() - started
             for job, result in zip(batch, results, strict=True):
-                if job.future.done():  # cancelled while it ran; the others still get theirs
+                if job.future.done() or result is None:  # cancelled while it ran; the others get theirs
                     continue
                 if isinstance(result, BaseException):
                     job.future.set_exception(result)
@@ -188,21 +207,41 @@ class MicroBatcher:
             except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                 return batch
 
-    def _encode_batch(self, batch: list[_Job]) -> list[Embeddings | BaseException]:
-        """On the model thread: one call for the whole batch, split back per job. If it fails,
-        each job runs alone, so only the job that cannot be encoded gets the error."""
+    def _encode_batch(self, batch: list[_Job]) -> list[Embeddings | BaseException | None]:
+        """On the model thread: the whole batch at once, split back per job (None for a job that
+        was cancelled meanwhile). If it fails, each job runs alone, so only the job that cannot be
+        encoded gets the error."""
         rows = [row for job in batch for row in job.rows]
         try:
-            vectors = self._encode(rows)
+            vectors = self._encode_while_wanted(rows, batch)
         except Exception as exc:
             if len(batch) == 1:
                 return [exc]
             return [self._encode_one(job) for job in batch]
+        if vectors is None:
+            return [None] * len(batch)
         bounds = np.cumsum([0] + [len(job.rows) for job in batch])
         return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
 
-    def _encode_one(self, job: _Job) -> Embeddings | BaseException:
+    def _encode_one(self, job: _Job) -> Embeddings | BaseException | None:
         try:
-            return self._encode(job.rows)
+            return self._encode_while_wanted(job.rows, [job])
         except Exception as exc:
             return exc
+
+    def _encode_while_wanted(self, rows: Rows, jobs: list[_Job]) -> Embeddings | None:
+        """`rows` in model calls of at most `max_batch_tokens` tokens (a longer row alone), or
+        None as soon as every one of `jobs` is gone."""
+        bounds, tokens = [0], 0
+        for i, row in enumerate(rows):
+            if tokens and tokens + len(row) > self.max_batch_tokens:
+                bounds.append(i)
+                tokens = 0
+            tokens += len(row)
+        bounds.append(len(rows))
+        pieces = []
+        for a, b in itertools.pairwise(bounds):
+            if all(job.gone.is_set() for job in jobs):
+                return None
+            pieces.append(self._encode(rows[a:b]))
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from fusembed.server._batcher import BatchStats, MicroBatcher, Overloaded
+from fusembed.server._batcher import BatchStats, MicroBatcher, Overloaded, Stopping
 
 
 class FakeModel:
@@ -205,3 +205,61 @@ def test_a_full_queue_refuses_at_once() -> None:
         return out
 
     assert [v[0, 0] for v in run(main())] == [0, 1, 2]  # type: ignore[index]
+
+
+def test_a_request_over_the_token_budget_runs_in_calls_within_it() -> None:
+    model = FakeModel()
+
+    async def main() -> np.ndarray:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=10)
+        await batcher.start()
+        out = await batcher.embed([[i] * (i % 3 + 1) for i in range(12)] + [[99] * 11])
+        await batcher.stop()
+        return out
+
+    out = run(main())
+    assert out[:, 0].tolist() == [*range(12), 99]
+    assert out[:, 1].tolist() == [i % 3 + 1 for i in range(12)] + [11]
+    # Rows in order, each call within 10 tokens (the next row would pass it), but for the row
+    # that alone is over.
+    assert [sum(map(len, call)) for call in model.calls] == [9, 10, 5, 11]
+
+
+def test_a_request_cancelled_while_it_runs_stops_using_the_model() -> None:
+    """What a server's shutdown past its grace period does: the rest of the request is dropped,
+    and stop returns after the call that was running, not after the whole request."""
+    model = FakeModel(delay=0.2)
+
+    async def main() -> float:
+        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=1)  # a call per row
+        await batcher.start()
+        task = asyncio.create_task(batcher.embed([[i] for i in range(10)]))
+        await asyncio.sleep(0.1)  # the first call is running
+        task.cancel()
+        await batcher.stop()
+        return task.cancelled()
+
+    assert run(main())
+    assert len(model.calls) == 1
+
+
+def test_requests_during_or_after_stop_are_refused() -> None:
+    model = FakeModel(delay=0.2)
+
+    async def main() -> tuple[np.ndarray, list[BaseException]]:
+        batcher = MicroBatcher(model.tokenize, model.encode, batching=False)
+        await batcher.start()
+        first = asyncio.create_task(batcher.embed([[1]]))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.create_task(batcher.stop())
+        await asyncio.sleep(0)
+        refused = await asyncio.gather(batcher.embed([[2]]), return_exceptions=True)
+        await stopping
+        refused += await asyncio.gather(batcher.embed([[3]]), return_exceptions=True)
+        return await first, refused  # type: ignore[return-value]
+
+    first, refused = run(main())
+    assert first.tolist() == [[1, 1]]  # queued before stop: finished
+    assert [type(e) for e in refused] == [Stopping, Stopping]
+    assert all("shutting down" in str(e) for e in refused)
+    assert [row[0] for call in model.calls for row in call] == [1]
