@@ -29,6 +29,12 @@ from ._protocol import Limits
 
 __all__ = ["Limits", "ServerOptions", "create_app", "model_names", "run"]
 
+# How long an idle keep-alive connection stays open. Longer than clients keep idle connections
+# (httpx and the openai client: 5 s; load balancers: about 60 s), so the client, not the server,
+# closes them: a server that closes first races with a client reusing the connection, whose request
+# then meets a reset (httpx.ReadError). uvicorn's own default is 5 s.
+KEEP_ALIVE_S = 75
+
 
 def run(
     encoder: Encoder,
@@ -37,6 +43,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8080,
     graceful_timeout_s: int = 30,
+    keep_alive_s: int = KEEP_ALIVE_S,
     access_log: bool = False,
 ) -> None:
     """Serve `encoder` until SIGINT or SIGTERM; requests in flight then finish (up to
@@ -45,6 +52,9 @@ def run(
     uvicorn is the ASGI server: it is the most used one, handles SIGTERM gracefully, and picks
     httptools and uvloop when they are installed.
     """
+    if graceful_timeout_s < 0 or keep_alive_s < 1:
+        raise ValueError(f"need graceful_timeout_s >= 0 and keep_alive_s >= 1, got {graceful_timeout_s}, "
+                         f"{keep_alive_s}")
     options = options or ServerOptions()
     # A `_created` timestamp series per counter and histogram doubles what /metrics prints and
     # Prometheus does not need it. The switch is process-wide, so it is set here, where the
@@ -52,7 +62,8 @@ def run(
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
     config = uvicorn.Config(
         create_app(encoder, options), host=host, port=port, access_log=access_log,
-        timeout_graceful_shutdown=graceful_timeout_s, log_level="info", lifespan="on",
+        timeout_keep_alive=keep_alive_s, timeout_graceful_shutdown=graceful_timeout_s, log_level="info",
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     # uvicorn re-raises the signal it stopped on once it has shut down, so the process would end
