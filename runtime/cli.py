@@ -129,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve a bundle over HTTP, OpenAI-compatible (needs the serve extra)",
                        description="POST /v1/embeddings (OpenAI's API), GET /v1/models, /health, "
-                       "/metrics. Concurrent requests are batched. SIGTERM lets in-flight requests finish.")
+                       "/metrics. Concurrent requests are batched. SIGTERM lets in-flight requests finish "
+                       "(up to --graceful-timeout; past it, and for new requests, the answer is 503).")
     p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 for all)")
@@ -155,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="characters per input (default: %(default)s)")
     p.add_argument("--max-body-bytes", type=_positive_int, default=16 * 2**20,
                    help="request body size; larger gets 413 (default: %(default)s)")
+    p.add_argument("--graceful-timeout", type=_non_negative_int, default=30, metavar="SECONDS",
+                   help="after SIGTERM, how long requests in flight may take to finish; those still "
+                   "running then get 503 (default: %(default)s)")
     p.add_argument("--access-log", action="store_true", help="log every request (default: off)")
     p.set_defaults(run=_serve)
 
@@ -218,6 +222,10 @@ def _positive_int(text: str) -> int:
 
 def _port(text: str) -> int:
     return int(_in_range(text, int, 0, 65535, "a TCP port 0-65535"))
+
+
+def _non_negative_int(text: str) -> int:
+    return int(_in_range(text, int, 0, math.inf, "a whole number >= 0"))
 
 
 def _non_negative_float(text: str) -> float:
@@ -403,7 +411,8 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"fusembed serve: model {model_names(encoder, options)[0]!r} ({encoder.precision}, "
           f"{encoder.device}, {batching}) on http://{args.host}:{args.port}/v1/embeddings",
           file=sys.stderr, flush=True)
-    run(encoder, options, host=args.host, port=args.port, access_log=args.access_log)
+    run(encoder, options, host=args.host, port=args.port, graceful_timeout_s=args.graceful_timeout,
+        access_log=args.access_log)
     return 0
 
 

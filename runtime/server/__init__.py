@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
 
 try:
     import prometheus_client
@@ -24,10 +26,10 @@ except ImportError as exc:
     ) from None
 
 from .._encoder import Encoder
-from ._app import ServerOptions, create_app, model_names
+from ._app import ServerOptions, begin_shutdown, create_app, model_names
 from ._protocol import Limits
 
-__all__ = ["Limits", "ServerOptions", "create_app", "model_names", "run"]
+__all__ = ["Limits", "ServerOptions", "begin_shutdown", "create_app", "model_names", "run"]
 
 # How long an idle keep-alive connection stays open. Longer than clients keep idle connections
 # (httpx and the openai client: 5 s; load balancers: about 60 s), so the client, not the server,
@@ -46,8 +48,9 @@ def run(
     keep_alive_s: int = KEEP_ALIVE_S,
     access_log: bool = False,
 ) -> None:
-    """Serve `encoder` until SIGINT or SIGTERM; requests in flight then finish (up to
-    `graceful_timeout_s`) before the process exits.
+    """Serve `encoder` until SIGINT or SIGTERM. Then requests that arrive get 503
+    `server_shutting_down`; requests in flight finish, up to `graceful_timeout_s`, past which
+    they get that 503 too; then the process exits.
 
     uvicorn is the ASGI server: it is the most used one, handles SIGTERM gracefully, and picks
     httptools and uvloop when they are installed.
@@ -60,12 +63,12 @@ def run(
     # Prometheus does not need it. The switch is process-wide, so it is set here, where the
     # process is the server, and not in create_app, which may run inside someone else's app.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    app = create_app(encoder, options)
     config = uvicorn.Config(
-        create_app(encoder, options), host=host, port=port, access_log=access_log,
-        timeout_keep_alive=keep_alive_s, timeout_graceful_shutdown=graceful_timeout_s, log_level="info",
-        lifespan="on",
+        app, host=host, port=port, access_log=access_log, timeout_keep_alive=keep_alive_s,
+        timeout_graceful_shutdown=graceful_timeout_s, log_level="info", lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, on_exit=lambda: begin_shutdown(app))
     # uvicorn re-raises the signal it stopped on once it has shut down, so the process would end
     # "killed by SIGTERM" after a clean drain. A no-op handler (restored after the drain) makes
     # SIGTERM end the process with status 0; Ctrl-C still ends in KeyboardInterrupt.
@@ -78,3 +81,16 @@ def run(
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also tells the app the moment a shutdown signal arrives: uvicorn
+    itself notices it on its next tick, up to 0.1 s later, and until then would take new work."""
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()  # a flag set in the signal handler: nothing that could block or reenter
+        super().handle_exit(sig, frame)

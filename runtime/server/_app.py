@@ -3,10 +3,16 @@
 Starlette provides routing and requests; everything else is small enough to read here. Every
 response that is not a 2xx carries an OpenAI-style error object, including 404 for unknown routes
 and the 500 that only a bug in this server may produce.
+
+Shutting down is never a 500: once `begin_shutdown` is called (`fusembed serve` calls it on
+SIGTERM) a new request gets 503 `server_shutting_down` at once, and a request that the ASGI server
+cancels because its graceful-shutdown period ran out gets that 503 too, instead of the ASGI
+server's bare 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -23,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._encoder import Encoder
-from ._batcher import MicroBatcher, Overloaded
+from ._batcher import MicroBatcher, Overloaded, Stopping
 from ._metrics import Metrics
 from ._protocol import ApiError, Limits, error_body, parse_request, response_body
 
@@ -35,6 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _JSON = "application/json"
 _OPEN_PATHS = frozenset({"/health"})  # answered without the API key, for load balancers' probes
+_SHUTTING_DOWN = "server_shutting_down"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,19 @@ def model_names(encoder: Encoder, options: ServerOptions) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+@dataclass
+class _Shutdown:
+    started: bool = False  # set by begin_shutdown; read by the middleware on every request
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """From now on `app` (from `create_app`) answers every new request with 503
+    `server_shutting_down`, so clients and load balancers (its /health fails too) go to another
+    replica; requests already in flight go on. For ASGI servers that drain before they send the
+    lifespan shutdown; `fusembed serve` calls it when SIGTERM or SIGINT arrives."""
+    app.state.shutdown.started = True
+
+
 def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starlette:
     """The ASGI app serving `encoder`. Run it with any ASGI server (`fusembed serve` uses uvicorn);
     its lifespan starts and drains the batcher."""
@@ -92,6 +112,8 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
             vectors = await batcher.embed(rows)
         except Overloaded as exc:  # OpenAI answers an overloaded engine with 503 too
             raise ApiError(503, str(exc), code="server_overloaded", type="server_error") from None
+        except Stopping as exc:
+            raise ApiError(503, str(exc), code=_SHUTTING_DOWN, type="server_error") from None
         content = response_body(vectors, model=names[0], prompt_tokens=sum(map(len, rows)),
                                 encoding_format=parsed.encoding_format)
         return Response(content, media_type=_JSON)
@@ -136,8 +158,10 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _server_error},
         lifespan=lifespan,
     )
+    shutdown = _Shutdown()
     app.state.batcher, app.state.metrics, app.state.model_names = batcher, metrics, names
-    app.add_middleware(_Guard, metrics=metrics, api_key=options.api_key)
+    app.state.shutdown = shutdown
+    app.add_middleware(_Guard, metrics=metrics, api_key=options.api_key, shutdown=shutdown)
     return app
 
 
@@ -157,6 +181,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ApiError(499, "the client closed the connection", code="client_closed_request") from None
     return bytes(body)
+
+
+def _shutting_down(message: str) -> Response:
+    # Connection: close, so that the client's next request opens a connection, to a live replica.
+    return Response(error_body(message, type="server_error", code=_SHUTTING_DOWN), status_code=503,
+                    media_type=_JSON, headers={"Connection": "close"})
 
 
 def _json(payload: object, status: int = 200) -> Response:
@@ -188,10 +218,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 class _Guard:
     """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on every request): checks
-    the API key, and records each request's route, status and latency."""
+    the API key, answers 503 while the server shuts down, and records each request's route,
+    status and latency."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, api_key: str | None) -> None:
-        self.app, self.metrics = app, metrics
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, api_key: str | None, shutdown: _Shutdown) -> None:
+        self.app, self.metrics, self.shutdown = app, metrics, shutdown
         self.key = f"Bearer {api_key}".encode() if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -202,24 +233,39 @@ class _Guard:
         path: str = scope["path"]
         route = path if path in ("/v1/embeddings", "/v1/models", "/health", "/metrics") else (
             "/v1/models/{model}" if path.startswith("/v1/models/") else "other")
-        status = 500
+        status, started_response = 500, False
 
         async def observe(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
             await send(message)
 
         self.metrics.in_flight.inc()
         try:
-            if self.key is not None and path not in _OPEN_PATHS and not self._authorized(scope):
+            if self.shutdown.started:
+                status = 503
+                await _shutting_down("the server is shutting down and takes no new requests; "
+                                     "retry on another replica")(scope, receive, send)
+            elif self.key is not None and path not in _OPEN_PATHS and not self._authorized(scope):
                 status = 401
                 body = error_body("missing or wrong API key: send 'Authorization: Bearer <key>'",
                                   type="invalid_request_error", code="invalid_api_key")
                 await Response(body, status_code=401, media_type=_JSON,
                                headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
             else:
-                await self.app(scope, receive, observe)
+                try:
+                    await self.app(scope, receive, observe)
+                except asyncio.CancelledError:
+                    # uvicorn cancels a request only when it stops and the grace period has run
+                    # out, and would then answer a bare 500. The task ends here either way, so the
+                    # cancellation is spent on this answer rather than passed on.
+                    if started_response:
+                        raise
+                    status = 503
+                    await _shutting_down("the server was stopped before this request could finish "
+                                         "(its graceful-shutdown period ran out); retry on another "
+                                         "replica")(scope, receive, send)
         finally:
             self.metrics.in_flight.dec()
             self.metrics.requests.labels(route, str(status)).inc()

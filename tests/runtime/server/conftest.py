@@ -55,6 +55,7 @@ class ServerProcess:
 
     def __init__(self, bundle: Path, *args: str) -> None:
         self.port = free_port()
+        self.terminated = False
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("FUSEMBED_API_KEY", None)
@@ -79,10 +80,16 @@ class ServerProcess:
         self.stop()
         raise RuntimeError("fusembed serve did not answer /health within 60 s")
 
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM, then the exit code and everything the server printed."""
-        if self.proc.poll() is None:
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one, landing after the server has put back the default
+        handler, would kill it mid-exit."""
+        if self.proc.poll() is None and not self.terminated:
             self.proc.send_signal(signal.SIGTERM)
+            self.terminated = True
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM (unless sent already), then the exit code and everything the server printed."""
+        self.terminate()
         try:
             out, _ = self.proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
@@ -104,3 +111,4 @@ def serve(request: pytest.FixtureRequest) -> Iterator[type[ServerProcess]]:
     yield Tracked
     for server in started:
         server.stop()
+

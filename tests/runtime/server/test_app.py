@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from fusembed import Encoder
-from fusembed.server import Limits, ServerOptions
+from fusembed.server import Limits, ServerOptions, begin_shutdown, create_app
 
 from .conftest import asgi_client, call
 
@@ -246,3 +246,79 @@ def test_overload_is_503_for_the_extra_request_only(tiny_bundle: Path, model: st
     first, second, third = asyncio.run(main())
     assert (first.status_code, second.status_code, third.status_code) == (200, 200, 503)
     assert third.json()["error"]["code"] == "server_overloaded"
+
+
+class SlowEncoder(Encoder):
+    """The tiny model, 0.3 s per model call: long enough to act while a request is on it."""
+
+    calls = 0
+
+    def encode_tokens(self, rows, **kwargs):  # type: ignore[no-untyped-def,override]
+        self.calls += 1
+        time.sleep(0.3)
+        return super().encode_tokens(rows, **kwargs)
+
+
+def test_after_begin_shutdown_new_requests_get_503_and_in_flight_ones_finish(
+    tiny_bundle: Path, model: str
+) -> None:
+    async def main() -> list[httpx.Response]:
+        app = create_app(SlowEncoder(tiny_bundle))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fusembed") as client:
+                running = asyncio.create_task(
+                    client.post("/v1/embeddings", json={"model": model, "input": "a"})
+                )
+                await asyncio.sleep(0.1)  # on the model now
+                begin_shutdown(app)
+                late = [
+                    await client.post("/v1/embeddings", json={"model": model, "input": "b"}),
+                    await client.get("/health"),
+                ]
+                return [await running, *late]
+
+    running, *late = asyncio.run(main())
+    assert running.status_code == 200 and len(running.json()["data"]) == 1
+    for response in late:
+        assert response.status_code == 503
+        assert response.headers["connection"] == "close"  # the client's next try opens a new one
+        error = response.json()["error"]
+        assert error["code"] == "server_shutting_down" and error["type"] == "server_error"
+        assert "shutting down" in error["message"] and "retry on another replica" in error["message"]
+
+
+def test_a_request_cancelled_by_the_server_gets_503_not_500(tiny_bundle: Path, model: str) -> None:
+    """uvicorn cancels the requests still running when the graceful-shutdown period ends."""
+    body = json.dumps({"model": model, "input": ["a"] * 4}).encode()
+
+    encoder = SlowEncoder(tiny_bundle)
+
+    async def main() -> list[dict[str, object]]:
+        app = create_app(encoder, ServerOptions(max_batch_tokens=3))  # a model call per text
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
+                 "path": "/v1/embeddings", "raw_path": b"/v1/embeddings", "query_string": b"",
+                 "root_path": "", "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        async with app.router.lifespan_context(app):
+            request = asyncio.create_task(app(scope, receive, send))
+            await asyncio.sleep(0.1)  # on the model now
+            request.cancel()
+            await request  # answered, so it ends without raising
+        return sent
+
+    sent = asyncio.run(main())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 503
+    error = json.loads(sent[1]["body"])["error"]  # type: ignore[arg-type]
+    assert error["code"] == "server_shutting_down" and error["type"] == "server_error"
+    assert "stopped before this request could finish" in error["message"]
+    assert encoder.calls <= 1  # the model dropped the rest of the request; stop did not wait for it

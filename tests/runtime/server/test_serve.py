@@ -236,6 +236,46 @@ def test_sigterm_lets_in_flight_requests_finish(
         httpx.get(f"{server.url}/health")
 
 
+def test_a_request_the_grace_period_cannot_finish_gets_503(
+    minilm_bundle: Path, encoder: Encoder, serve: type[ServerProcess]
+) -> None:
+    """Past --graceful-timeout the request still running is answered 503 server_shutting_down
+    (uvicorn alone would send a bare 500), the model stops working on it, and the process exits
+    0; requests that come after SIGTERM get that 503 too, until the port closes."""
+    server = serve(minilm_bundle, "--graceful-timeout", "1", "--max-inputs", "1000000",
+                   "--max-body-bytes", str(2**31))
+    work_s = 20.0
+    big = {"model": MODEL, "input": texts_for(work_s, server, encoder), "encoding_format": "base64"}
+    late: list[httpx.Response] = []
+    with ThreadPoolExecutor(1) as sender, httpx.Client(base_url=server.url, timeout=None) as client:
+        sent = sender.submit(httpx.post, f"{server.url}/v1/embeddings", json=big, timeout=None)
+        in_flight(server, 1)
+        signalled = time.monotonic()
+        server.terminate()
+        while True:  # requests after SIGTERM: 503 until uvicorn closes the port (at its 0.1 s tick)
+            assert time.monotonic() < signalled + 60, "the port stayed open"
+            try:
+                late.append(client.get("/health"))  # a client made before: making one takes ~0.1 s
+            except httpx.TransportError:  # refused, or reset in the backlog of a closing port
+                break
+        code, log = server.stop()
+        exited_after = time.monotonic() - signalled
+        response = sent.result()
+
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "server_shutting_down" and error["type"] == "server_error"
+    assert "stopped before this request could finish" in error["message"]
+    assert "retry on another replica" in error["message"]
+    for r in late:
+        assert r.status_code == 503 and r.json()["error"]["code"] == "server_shutting_down", r.text
+    assert code == 0, log
+    assert "timeout graceful shutdown exceeded" in log, log
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log
+    # The model gave the request up within a call or so, rather than finishing it for nobody.
+    assert exited_after < 1 + work_s / 2, (exited_after, log)
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
@@ -244,6 +284,8 @@ def test_sigterm_lets_in_flight_requests_finish(
         (["serve", "BUNDLE", "--max-wait-ms", "-1"], 2, "expected a number >= 0"),
         (["serve", "BUNDLE", "--max-batch-tokens", "0"], 2, "--max-batch-tokens"),
         (["serve", "BUNDLE", "--device", "tpu"], 2, "invalid choice"),
+        (["serve", "BUNDLE", "--graceful-timeout", "-1"], 2, "expected a whole number >= 0"),
+        (["serve", "BUNDLE", "--graceful-timeout", "1.5"], 2, "--graceful-timeout"),
     ],
 )
 def test_command_line_mistakes(minilm_bundle: Path, argv: list[str], code: int, message: str) -> None:
