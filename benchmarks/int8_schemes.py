@@ -95,14 +95,18 @@ def main(argv: list[str] | None = None) -> int:
                 fp32, p, weight_type=QuantType.QInt8, extra_options=FLOAT_DEFAULT),
             "ort dynamic, per-channel weights": lambda p: quantize_dynamic(
                 fp32, p, weight_type=QuantType.QInt8, per_channel=True, extra_options=FLOAT_DEFAULT),
-            "w8a8-static": lambda p: quantize._w8a8_static(fp32, p, calib, exclude=None),
-            "w8a8-static-ffn2-fp32": lambda p: quantize._w8a8_static(
+            "w7a8-static": lambda p: quantize._w7a8_static(fp32, p, calib, exclude=None),
+            "w7a8-static-ffn2-fp32": lambda p: quantize._w7a8_static(
                 fp32, p, calib, exclude=quantize._FFN2),
-            "w8a8-rowwise, no SmoothQuant (alpha 0)": lambda p: quantize._w8a8_rowwise(
+            "w8a8-rowwise-pairsum, no SmoothQuant (alpha 0)": lambda p: quantize._rowwise_pairsum(
                 work / "base.onnx", p, calib, alpha=0.0),
-            "w8a8-rowwise, SkipLayerNormalization kept fused": lambda p: quantize._w8a8_rowwise(
+            "w8a8-rowwise-pairsum, SkipLayerNormalization kept fused": lambda p: quantize._rowwise_pairsum(
                 work / "base-skipln.onnx", p, calib),
-            "w8a8-rowwise": lambda p: quantize._w8a8_rowwise(work / "base.onnx", p, calib),
+            "w8a8-rowwise with 7-bit weights": lambda p: quantize._rowwise_pairsum(
+                work / "base.onnx", p, calib, weight_range="7bit"),
+            "w8a8-rowwise with 8-bit weights (saturates on AVX2)": lambda p: quantize._rowwise_pairsum(
+                work / "base.onnx", p, calib, weight_range="8bit"),
+            "w8a8-rowwise-pairsum": lambda p: quantize._rowwise_pairsum(work / "base.onnx", p, calib),
             "w8-blockwise": lambda p: quantize._w8_blockwise(work / "base.onnx", p),
         }
         rows = []

@@ -67,6 +67,8 @@ def pad_token_id(tokenizer: Tokenizer, model_dir: Path) -> int:
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     """Fill in every file's sha256 and write `manifest.json`."""
     names = {manifest.tokenizer, *(v.file for v in manifest.variants.values())}
+    if manifest.check:
+        names.add(manifest.check)
     files = {name: sha256_of(directory / name) for name in sorted(names)}
     final = replace(manifest, files=files)
     (directory / MANIFEST_NAME).write_text(final.to_json(), encoding="utf-8")

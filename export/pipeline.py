@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+from fusembed._doctor import CheckSet, measure_variants
 from fusembed._encoder import Encoder
 from fusembed._errors import BundleError, ExportError
 from fusembed._manifest import Manifest, Parity, Variant
@@ -34,6 +36,7 @@ from .verify import (
 )
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+CHECK_NAME = "check.json"
 _PENDING = Parity(texts=0, max_abs_diff=0.0, min_cosine=0.0, mean_cosine=0.0, tokenization_match=False)
 T = TypeVar("T")
 
@@ -53,6 +56,9 @@ class ExportOptions:
     # others are measured against); leave it out for a smaller bundle, e.g. ("int8",) for the edge.
     variants: tuple[str, ...] = ("fp32", "int8", "fp16")
     quality_texts: int = 1000  # held-out texts the int8/fp16 budgets are measured on
+    # Held-out texts stored with their torch embeddings in the bundle's check set, after the
+    # parity texts; `fusembed doctor` re-checks and times every variant on them.
+    check_texts: int = 35
     calibration_texts: int = 256
     int8_min_mean_cosine: float = 0.997
     int8_min_cosine: float = 0.99
@@ -170,6 +176,12 @@ def export_model(
                     log(f"  {name} not written: {why}")
                     variants.pop(name, None)
                     (staging / FILES[name]).unlink(missing_ok=True)
+        check = _check_set(reference, quality_ref if {"int8", "fp16"} & set(options.variants) else None,
+                           options.check_texts)
+        (staging / CHECK_NAME).write_text(check.to_json(), encoding="utf-8")
+        manifest = replace(manifest, check=CHECK_NAME)
+        write_manifest(staging, replace(manifest, variants=variants))
+        variants = step("measure on this CPU", lambda: _measure_here(staging, variants, check, log))
         if "fp32" not in options.variants:
             if len(variants) == 1:
                 raise ExportError(f"none of the requested variants {options.variants} met its budget: "
@@ -178,6 +190,36 @@ def export_model(
             del variants["fp32"]
         final = write_manifest(staging, replace(manifest, variants=variants))
     return ExportReport(Path(out_dir).resolve(), resolved, final, opt, rejected, seconds)
+
+
+def _check_set(parity: Reference, held_out: Reference | None, n: int) -> CheckSet:
+    texts, emb = list(parity.texts), [parity.embeddings]
+    if held_out is not None and n > 0:
+        texts += held_out.texts[:n]
+        emb.append(held_out.embeddings[:n])
+    return CheckSet(tuple(texts), np.concatenate(emb).astype(np.float32),
+                    f"sentence-transformers {_version('sentence-transformers')} "
+                    f"(torch {_version('torch')}, fp32, CPU)")
+
+
+def _measure_here(staging: Path, variants: dict[str, Variant], check: CheckSet,
+                  log: Callable[[str], None]) -> dict[str, Variant]:
+    """Time the CPU variants on the check texts in paired rounds: the first measurements `auto`
+    decides by, for CPUs of this machine's class."""
+    encoders = {name: _load(staging, name) for name in ("fp32", "int8") if name in variants}
+    measured = measure_variants(encoders, check.texts, check.embeddings, rounds=5, by="export")
+    for name, m in measured.items():
+        log(f"  {name} on {m.cpu} ({m.isa}, {m.threads} threads): {m.sentences_per_s:.0f} sentences/s, "
+            f"batch-1 {m.batch1_ms:.2f} ms, min cosine {m.min_cosine:.5f}")
+    return {name: replace(v, measurements=(measured[name],)) if name in measured else v
+            for name, v in variants.items()}
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "?"
 
 
 def _load(bundle: Path, precision: str) -> Encoder:

@@ -5,19 +5,27 @@ the first one that meets the quality budget is kept, in order of expected speed.
 here gives a text the same embedding whatever else is in its batch: activation scales are either
 calibrated constants or computed per row, never over a padded batch.
 
+Every scheme computes the same integers on every CPU. onnxruntime's AVX2 int8 kernels add each
+pair of u8 x s8 products in 16 bits with saturation (vpmaddubsw), where VNNI, AMX and ARM's dot
+products accumulate in 32 bits; weights are scaled so that no pair can reach the int16 limit
+(`tests/export/test_int8_every_cpu.py` checks this on an emulated AVX2-only CPU). A quality gate
+measured once therefore holds on every CPU the bundle is shipped to.
+
 The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md`:
 
-- `w8a8-static`: onnxruntime's own quantiser (per-channel int8 weights; QAttention,
-  QEmbedLayerNormalization and int8 MatMul kernels), with each dynamic activation quantisation
-  replaced by a constant scale calibrated on real (unpadded) tokens. Uses the u8s8 GEMM kernels.
-- `w8a8-static-ffn2-fp32`: the same with the feed-forward output projections kept in float;
+- `w7a8-static`: onnxruntime's own quantiser (per-channel weights in 7 bits, its `reduce_range`;
+  QAttention, QEmbedLayerNormalization and int8 MatMul kernels), with each dynamic activation
+  quantisation replaced by a constant scale calibrated on real (unpadded) tokens.
+- `w7a8-static-ffn2-fp32`: the same with the feed-forward output projections kept in float;
   their input (the GELU output) has the widest activation range in BERT.
-- `w8a8-rowwise`: int8 weights per output column and int8 activations with one scale per token,
-  computed in the graph, after SmoothQuant's per-channel migration (`export/rowwise.py`). Keeps
-  the u8s8 GEMM kernels where a per-tensor activation scale cannot hold outlier tokens. Embedding
-  tables are int8 with one scale per row, as in `w8-blockwise`.
+- `w8a8-rowwise-pairsum`: int8 weights per output column and int8 activations with one scale per
+  token, computed in the graph, after SmoothQuant's per-channel migration (`export/rowwise.py`).
+  Each weight column is scaled so that |w[2j]| + |w[2j+1]| <= 128: 8-bit precision for the
+  weights that matter, and 255 * 128 fits int16. Embedding tables are int8 with one scale per
+  row, as in `w8-blockwise`.
 - `w8-blockwise`: int8 weights in blocks of 32 (onnxruntime's MatMulNBits, int8 compute with
-  per-row activation blocks) and an int8 embedding table with one scale per row.
+  per-row activation blocks; its kernels multiply signed by signed values, |a| * |b| <= 127 * 128,
+  and cannot saturate) and an int8 embedding table with one scale per row.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
 from .graph import IR_VERSION
-from .rowwise import quantize_rowwise
+from .rowwise import WeightRange, quantize_rowwise
 from .verify import row_cosine
 
 Feeds = dict[str, np.ndarray]
@@ -101,9 +109,9 @@ def quantize_int8(
 ) -> QuantizeResult:
     """Build the candidate schemes, measure each, keep the first that meets the budget at `out`."""
     candidates: list[tuple[str, Callable[[Path], None]]] = [
-        ("w8a8-static", lambda p: _w8a8_static(fp32, p, calibration, exclude=None)),
-        ("w8a8-static-ffn2-fp32", lambda p: _w8a8_static(fp32, p, calibration, exclude=_FFN2)),
-        ("w8a8-rowwise", lambda p: _w8a8_rowwise(quant_base, p, calibration)),
+        ("w7a8-static", lambda p: _w7a8_static(fp32, p, calibration, exclude=None)),
+        ("w7a8-static-ffn2-fp32", lambda p: _w7a8_static(fp32, p, calibration, exclude=_FFN2)),
+        ("w8a8-rowwise-pairsum", lambda p: _rowwise_pairsum(quant_base, p, calibration)),
         ("w8-blockwise", lambda p: _w8_blockwise(quant_base, p)),
     ]
     results: list[CandidateResult] = []
@@ -134,8 +142,8 @@ def quantize_int8(
     )
 
 
-# -- w8a8-static ---------------------------------------------------------------------------------
-def _w8a8_static(fp32: Path, out: Path, calibration: Calibration, exclude: re.Pattern[str] | None) -> None:
+# -- w7a8-static ---------------------------------------------------------------------------------
+def _w7a8_static(fp32: Path, out: Path, calibration: Calibration, exclude: re.Pattern[str] | None) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(fp32))
@@ -144,6 +152,7 @@ def _w8a8_static(fp32: Path, out: Path, calibration: Calibration, exclude: re.Pa
         quantize_dynamic(
             str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
             op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
+            reduce_range=True,  # 7-bit weights: no int16 saturation in AVX2's u8s8 kernels
             nodes_to_exclude=excluded, extra_options={"DefaultTensorType": TensorProto.FLOAT},
         )
     model = onnx.load(str(out))
@@ -226,11 +235,13 @@ def _probe(model: onnx.ModelProto, names: list[str], calibration: Calibration
         yield values
 
 
-# -- w8a8-rowwise ----------------------------------------------------------------------------------
-def _w8a8_rowwise(quant_base: Path, out: Path, calibration: Calibration, alpha: float = 0.5) -> None:
+# -- w8a8-rowwise-pairsum ------------------------------------------------------------------------
+def _rowwise_pairsum(quant_base: Path, out: Path, calibration: Calibration, alpha: float = 0.5,
+                     weights: WeightRange = "pairsum") -> None:
     model = onnx.load(str(quant_base))
     _quantize_embedding_tables(model)
-    quantize_rowwise(model, lambda names: _channel_abs_max(model, names, calibration), alpha=alpha)
+    quantize_rowwise(model, lambda names: _channel_abs_max(model, names, calibration), alpha=alpha,
+                     weight_range=weights)
     model.ir_version = min(model.ir_version, IR_VERSION)
     onnx.save(model, str(out))
 

@@ -12,7 +12,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from ._auto import Choice, choose_auto
 from ._batching import DEFAULT_MAX_TOKENS, pad_batch, plan_batches
+from ._cpu import cpu_info
 from ._errors import BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
@@ -32,8 +34,9 @@ class Encoder:
     Args:
         bundle: directory written by `fusembed export`.
         device: "cpu" or "cuda". "cuda" needs onnxruntime-gpu; it never falls back to the CPU.
-        precision: which ONNX variant to run. "auto" picks int8 on CPU and fp16 on CUDA when the
-            bundle has them, else fp32. int8 is never used on CUDA (it is slower there).
+        precision: which ONNX variant to run. "auto" picks fp16 on CUDA and, on the CPU, the
+            faster of int8 and fp32 as measured on this kind of CPU (see `Encoder.choice` for why;
+            docs/variants.md for the rule). int8 is never used on CUDA (it is slower there).
         threads: intra-op threads; default: the CPUs this process may use (cgroup quota aware).
         verify: check every file's sha256 against the manifest on load.
 
@@ -60,7 +63,8 @@ class Encoder:
             raise ValueError(f"threads must be a positive int or None, got {threads!r}")
         self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
         self.device: Device = device
-        self.variant: Variant = _choose_variant(self.manifest, device, precision)
+        self.choice: Choice = _choose_variant(self.manifest, device, precision)
+        self.variant: Variant = self.manifest.variants[self.choice.name]
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
         self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         self._session = _load_session(
@@ -266,14 +270,13 @@ def _check_texts(texts: object) -> list[str]:
     return items  # type: ignore[return-value]  # every item was just checked to be a str
 
 
-def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoice) -> Variant:
+def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoice) -> Choice:
     have = sorted(manifest.variants)
     if precision == "auto":
-        preferred = ("fp16", "fp32") if device == "cuda" else ("int8", "fp32")
-        for name in preferred:
-            if name in manifest.variants:
-                return manifest.variants[name]
-        raise BundleError(f"bundle has no variant usable on {device} (it has {have})")
+        try:
+            return choose_auto(manifest, device, cpu_info())
+        except LookupError:
+            raise BundleError(f"bundle has no variant usable on {device} (it has {have})") from None
     if precision not in ("fp32", "int8", "fp16"):
         raise ValueError(f"precision must be 'auto', 'fp32', 'int8' or 'fp16', got {precision!r}")
     if precision == "int8" and device == "cuda":
@@ -283,7 +286,7 @@ def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoi
             f"bundle has no {precision!r} variant; it has {have}. "
             "Re-export with that precision or choose one of those."
         )
-    return manifest.variants[precision]
+    return Choice(precision, "asked for")
 
 
 def _load_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:

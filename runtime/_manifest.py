@@ -48,6 +48,23 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """One variant timed and checked on one machine, by `fusembed export` or `fusembed doctor`.
+
+    `isa` is the CPU's int8 kernel class (see `fusembed.cpu_info`): `precision="auto"` compares
+    variants by the measurements taken on the class of the CPU it runs on."""
+
+    isa: str
+    cpu: str
+    threads: int
+    sentences_per_s: float  # the bundle's check texts, batches of 32
+    batch1_ms: float  # median latency of one check text
+    mean_cosine: float  # against the fp32 sentence-transformers embeddings of the check texts
+    min_cosine: float
+    by: str  # "export" or "doctor", with fusembed's and onnxruntime's versions
+
+
+@dataclass(frozen=True)
 class Variant:
     """One ONNX file of the bundle and how it was made."""
 
@@ -60,6 +77,7 @@ class Variant:
     selection: Mapping[str, Any] = field(default_factory=dict)  # candidates measured, and why
     quality: Quality | None = None
     verified_on: str = "cpu"
+    measurements: tuple[Measurement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,9 @@ class Manifest:
     variants: Mapping[str, Variant]
     files: Mapping[str, str]
     exporter: Mapping[str, str] = field(default_factory=dict)
+    # Texts with their fp32 sentence-transformers embeddings (`check.json`), which `fusembed
+    # doctor` runs through every variant on the machine at hand; empty in older bundles.
+    check: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -133,6 +154,28 @@ def _quality(raw: Any, where: str) -> Quality | None:
     )
 
 
+def _measurements(raw: Any, where: str) -> tuple[Measurement, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BundleError(f"{where}: field 'measurements' has the wrong type; re-export the bundle")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise BundleError(f"{where}: a measurement is not an object; re-export the bundle")
+        out.append(Measurement(
+            isa=_require(item, "isa", str, where),
+            cpu=_require(item, "cpu", str, where),
+            threads=_require(item, "threads", int, where),
+            sentences_per_s=float(_require(item, "sentences_per_s", (int, float), where)),
+            batch1_ms=float(_require(item, "batch1_ms", (int, float), where)),
+            mean_cosine=float(_require(item, "mean_cosine", (int, float), where)),
+            min_cosine=float(_require(item, "min_cosine", (int, float), where)),
+            by=_require(item, "by", str, where),
+        ))
+    return tuple(out)
+
+
 def _parse(data: Mapping[str, Any], where: str) -> Manifest:
     if data.get("format") != FORMAT:
         raise BundleError(f"{where}: not a fusembed manifest (format {data.get('format')!r})")
@@ -163,6 +206,7 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
             selection=dict(raw.get("selection") or {}),
             quality=_quality(raw.get("quality"), vwhere),
             verified_on=str(raw.get("verified_on", "cpu")),
+            measurements=_measurements(raw.get("measurements"), vwhere),
         )
     if not variants:
         raise BundleError(f"{where}: the bundle lists no ONNX variants; re-export it")
@@ -184,6 +228,7 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
         variants=variants,
         files=dict(_require(data, "files", dict, where)),
         exporter=dict(data.get("exporter", {})),
+        check=str(data.get("check") or ""),
     )
 
 
@@ -212,6 +257,8 @@ def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:
         raise BundleError(f"{path}: expected a JSON object; the bundle is damaged")
     manifest = _parse(data, str(path))
     named = {manifest.tokenizer, *(v.file for v in manifest.variants.values())}
+    if manifest.check:
+        named.add(manifest.check)
     for name in sorted(named - set(manifest.files)):
         raise BundleError(f"{path}: file {name!r} has no sha256 entry; the bundle is damaged")
     for name, expected in manifest.files.items():

@@ -1,4 +1,4 @@
-"""The w8a8-rowwise rewrite on a toy graph: close to the float GEMM, one scale per token (a row's
+"""The w8a8-rowwise-pairsum rewrite on a toy graph: close to the float GEMM, one scale per token (a row's
 result never depends on the other rows), and an all-zero row stays exactly zero."""
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""The int8 variant computes the same integers on every CPU.
+
+onnxruntime's AVX2 int8 kernels add each pair of u8 x s8 products in 16 bits with saturation
+(vpmaddubsw); VNNI, AMX and ARM's dot products do not saturate. fusembed's int8 schemes scale
+weights so that no pair can exceed int16: `w8a8-rowwise-pairsum` keeps |w[2j]| + |w[2j+1]| <= 128
+(255 * 128 = 32640), the static schemes keep weights in 7 bits (2 * 255 * 63 = 32130).
+
+The AVX2-only CPU is Debian's `qemu-x86_64 -cpu Haswell` running this same Python: it executes
+onnxruntime's AVX2 kernels exactly (slowly), whatever the host has. On an AVX2 host that is also
+what the native run does. CI installs qemu-user and sets FUSEMBED_REQUIRE_QEMU=1, so there the
+tests cannot be skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fusembed import read_manifest
+from fusembed._auto import SATURATING_SCHEMES
+from fusembed.export.graph import IR_VERSION
+from fusembed.export.rowwise import WeightRange, quantize_rowwise
+from fusembed.export.texts import EDGE_TEXTS
+from onnx import TensorProto, helper, numpy_helper
+
+RUNNER = Path(__file__).with_name("run_onnx.py")
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.fixture(scope="module")
+def haswell() -> list[str]:
+    """The command prefix that runs this Python on an emulated AVX2-only CPU."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the AVX2 emulation runs x86-64 binaries")
+    if QEMU is None:
+        if os.environ.get("FUSEMBED_REQUIRE_QEMU") == "1":
+            pytest.fail("FUSEMBED_REQUIRE_QEMU=1 but qemu-x86_64 is missing (apt-get install qemu-user)")
+        pytest.skip("qemu-x86_64 is not installed (apt-get install qemu-user)")
+    return [QEMU, "-cpu", "Haswell-noTSX"]
+
+
+def run(model: Path, feeds: dict[str, np.ndarray], tmp: Path,
+        prefix: list[str] | None = None) -> list[np.ndarray]:
+    inputs, out = tmp / f"{model.stem}.in.npz", tmp / f"{model.stem}.{'emu' if prefix else 'native'}.npz"
+    np.savez(inputs, **feeds)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([*(prefix or []), sys.executable, str(RUNNER), str(model), str(inputs), str(out)],
+                          capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(out) as arrays:
+        return [arrays[k] for k in sorted(arrays.files, key=lambda k: int(k.split(".")[1]))]
+
+
+K, N = 256, 64
+
+
+def toy(tmp: Path, weights: WeightRange) -> tuple[Path, np.ndarray, dict[str, np.ndarray]]:
+    """One rowwise GEMM whose inputs drive the u8 and s8 operands to their extremes: the case
+    where 8-bit weights overflow 16 bits on AVX2. Returns the model, the exact result computed
+    in integers by numpy, and the feeds."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    w[:, : N // 2] = np.abs(w[:, : N // 2])  # same-signed columns: every pair adds up
+    w[:, :8] = rng.uniform(2.0, 2.5, (K, 8))  # and columns of large weights: 8-bit pairs near 254
+    # Large weights at every other row: pairs (2j, 2j+1) stay small, any other pairing would not.
+    # This pins down which products the kernel adds in 16 bits.
+    w[:, 8:12] = np.where((np.arange(K) % 2 == 0)[:, None], 2.5, 0.02)
+    x = rng.standard_normal((2, 8, K)).astype(np.float32)
+    x[0, :4] = np.abs(x[0, :4]) + 3.0  # rows near their max everywhere: u8 values near 255
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "toy",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["B", "S"]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "S", K])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    quantize_rowwise(model, lambda names: {}, alpha=0.0, weight_range=weights)
+    path = tmp / f"toy_{weights}.onnx"
+    onnx.save(model, str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    wq = next(v for k, v in inits.items() if k.endswith("_w8")).astype(np.int64)
+    w_scale = next(v for k, v in inits.items() if k.endswith("_w_scale")).astype(np.float64)
+    rows = x.reshape(-1, K)
+    r = (np.abs(rows).max(axis=1) * np.float32(1 / 127)).astype(np.float32)
+    q = np.clip(np.rint(rows / r[:, None]) + 128, 0, 255).astype(np.int64) - 128
+    exact = ((q @ wq) * w_scale[None, :] * r[:, None].astype(np.float64)).reshape(2, 8, N)
+    return path, exact, {"input_ids": np.zeros((2, 8), np.int64), "x": x}
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("weights", ["pairsum", "7bit"])
+def test_int16_safe_weights_give_the_exact_integers_on_avx2(
+    weights: WeightRange, haswell: list[str], tmp_path: Path
+) -> None:
+    model, exact, feeds = toy(tmp_path, weights)
+    native = run(model, feeds, tmp_path)[0]
+    emulated = run(model, feeds, tmp_path, haswell)[0]
+    assert relative(native, exact) < 1e-5
+    assert relative(emulated, exact) < 1e-5
+
+
+def test_eight_bit_weights_saturate_on_avx2(haswell: list[str], tmp_path: Path) -> None:
+    """The control: the same check catches the saturation it exists for."""
+    model, exact, feeds = toy(tmp_path, "8bit")
+    emulated = run(model, feeds, tmp_path, haswell)[0]
+    assert relative(emulated, exact) > 1e-2
+
+
+def test_real_model_int8_is_the_same_on_avx2(minilm_bundle: Path, haswell: list[str], tmp_path: Path) -> None:
+    """The shipped int8 graph of all-MiniLM-L6-v2 on an AVX2-only CPU against this CPU: only the
+    float parts (layer norms, softmax, GELU) may round differently."""
+    from fusembed import Encoder
+
+    manifest = read_manifest(minilm_bundle)
+    int8 = manifest.variants["int8"]
+    assert int8.scheme not in SATURATING_SCHEMES
+    enc = Encoder(minilm_bundle, precision="int8")
+    texts = list(EDGE_TEXTS[:6])
+    feeds = {}
+    for i, text in enumerate(texts):  # one text per run: no padding to reason about
+        ids = np.asarray([enc._tokenizer.encode(text).ids], np.int64)
+        feeds[f"input_ids.{i}"] = ids
+        feeds[f"attention_mask.{i}"] = np.ones_like(ids)
+        feeds[f"token_type_ids.{i}"] = np.zeros_like(ids)
+    model = minilm_bundle / int8.file
+    native = np.concatenate(run(model, feeds, tmp_path))
+    emulated = np.concatenate(run(model, feeds, tmp_path, haswell))
+    np.testing.assert_allclose(native, enc.encode(texts), atol=1e-6)  # the runner runs what users run
+    cos = (native * emulated).sum(axis=1) / np.linalg.norm(native, axis=1) / np.linalg.norm(emulated, axis=1)
+    assert cos.min() >= 0.99999, cos
