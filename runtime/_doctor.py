@@ -99,10 +99,11 @@ class DoctorReport:
         ]
         for c in self.checks:
             m = c.measurement
+            scheme = c.scheme if len(c.scheme) <= 24 else c.scheme[:23] + "…"
             if m is None:
-                lines.append(f"{c.name:8} {c.scheme:24} not run: {c.error}")
+                lines.append(f"{c.name:8} {scheme:24} not run: {c.error}")
             else:
-                lines.append(f"{c.name:8} {c.scheme:24} {m.mean_cosine:9.5f} {m.min_cosine:9.5f} "
+                lines.append(f"{c.name:8} {scheme:24} {m.mean_cosine:9.5f} {m.min_cosine:9.5f} "
                              f"{m.sentences_per_s:8.0f} {m.batch1_ms:10.2f}")
         lines += ["", f"auto       {self.auto.name}: {self.auto.reason}"]
         lines += [f"PROBLEM    {p}" for p in self.problems]
@@ -211,7 +212,8 @@ def record_measurements(bundle: Path, manifest: Manifest, measured: Mapping[str,
         tmp.write_text(updated.to_json(), encoding="utf-8")
         tmp.replace(target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_file():
+            tmp.unlink()
         raise BundleError(
             f"{target}: cannot record the measurements ({exc}); is the bundle read-only?") from None
     return updated

@@ -1,4 +1,4 @@
-"""The `fusembed` command: export, encode, search, bench, serve, embed-corpus, info.
+"""The `fusembed` command: export, encode, search, bench, serve, embed-corpus, info, doctor.
 
 Exit codes: 0 success, 1 the work failed (bad bundle, unreadable input, failed export),
 2 the command line was wrong, 130 interrupted. Errors go to stderr, without tracebacks.
@@ -19,6 +19,8 @@ from typing import TextIO
 import numpy as np
 
 from . import __version__
+from ._auto import choose_auto
+from ._cpu import cpu_info
 from ._encoder import Encoder
 from ._errors import FusembedError, InputError
 from ._manifest import read_manifest
@@ -202,6 +204,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", metavar="BUNDLE", type=Path)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(run=_info)
+
+    p = sub.add_parser(
+        "doctor", help="check a bundle on this machine: every variant's cosine and speed, and auto's choice",
+        description="Run the bundle's check texts (stored with their sentence-transformers fp32 embeddings "
+        "at export) through every variant on this machine, in paired rounds, and print per variant the "
+        "cosine to that reference, sentences/s and batch-1 latency, with the CPU, its int8 class, the "
+        "providers and threads, and which variant precision=auto uses here and why. Exits 1 when a "
+        "variant does not run or gives other vectors here than at export.")
+    p.add_argument("bundle", metavar="BUNDLE", type=Path)
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--rounds", type=_positive_int, default=5,
+                   help="timing rounds, every variant once per round (default: %(default)s)")
+    p.add_argument("--record", action="store_true",
+                   help="store the measurements in the bundle's manifest, so that precision=auto decides "
+                   "by them on every CPU of this class")
+    p.set_defaults(run=_doctor)
     return parser
 
 
@@ -445,6 +463,14 @@ def _embed_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from ._doctor import doctor
+
+    report = doctor(args.bundle, threads=args.threads, rounds=args.rounds, record=args.record)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 def _info(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.bundle)
     if args.json:
@@ -474,6 +500,17 @@ def _info(args: argparse.Namespace) -> int:
             print(f"        fused: {', '.join(f'{k} {n}' for k, n in v.fusions.items())}")
         if v.selection.get("reason"):
             print(f"        chosen: {v.selection['reason']}")
+        for m in v.measurements:
+            print(f"        measured on {m.cpu} ({m.isa}, {m.threads} threads) by {m.by}: "
+                  f"{m.sentences_per_s:.0f} sentences/s, batch-1 {m.batch1_ms:.2f} ms, "
+                  f"min cosine {m.min_cosine:.5f}")
+    cpu = cpu_info()
+    print(f"this cpu    {cpu.describe()}")
+    try:
+        choice = choose_auto(manifest, "cpu", cpu)
+        print(f"auto (cpu)  {choice.name}: {choice.reason}")
+    except LookupError:
+        print("auto (cpu)  no variant of this bundle runs on the CPU")
     return 0
 
 
