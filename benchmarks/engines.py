@@ -6,9 +6,11 @@ engine gets the same cold start and its own peak RSS. Engines:
     st-torch        sentence-transformers on torch (CPU), torch.set_num_threads(threads)
     st-onnx-fp32    sentence-transformers' ONNX backend (optimum export of the model, unoptimised)
     st-onnx-int8    the same backend with sentence-transformers' avx512_vnni dynamic int8 model
+    st-onnx-int8-avx2  the same with its avx2 preset (7-bit weights, per-tensor)
     fastembed       fastembed on the st-onnx-fp32 export, mean pooling / normalisation from the model
     fusembed-fp32   fusembed Encoder on a bundle, precision="fp32"
     fusembed-int8   fusembed Encoder on a bundle, precision="int8"
+    fusembed-auto   fusembed Encoder on a bundle, precision="auto" (what a user gets by default)
 
 The ONNX engines need a local export (no hub): `--prepare` makes it once under --onnx-dir (a copy
 of MODEL_DIR with onnx/model.onnx, onnx/model_qint8_avx512_vnni.onnx and a fastembed/ folder) and
@@ -58,8 +60,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "fastembed", "fusembed-fp32", "fusembed-int8")
-INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"  # the name export_dynamic_quantized_onnx_model writes
+ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2", "fastembed", "fusembed-fp32",
+           "fusembed-int8", "fusembed-auto")
+# the names export_dynamic_quantized_onnx_model writes for its avx512_vnni and avx2 presets
+INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"
+INT8_AVX2_FILE = "onnx/model_qint8_avx2.onnx"
 VECTORS_KEPT = 64
 
 Encode = Callable[[list[str], int], Any]  # (texts, batch_size) -> (n, dim) float array
@@ -72,6 +77,7 @@ class Engine:
     load_s: float
     packages: list[str]
     notes: list[str] = field(default_factory=list)
+    precision: str = ""  # the fusembed variant that ran (what "auto" chose)
 
 
 class EngineError(RuntimeError):
@@ -128,7 +134,8 @@ def prepared_dir(model_dir: Path, onnx_dir: Path) -> Path:
 
 
 def is_prepared(target: Path) -> bool:
-    return all((target / f).is_file() for f in ("onnx/model.onnx", INT8_FILE, "fastembed/onnx/model.onnx"))
+    return all((target / f).is_file()
+               for f in ("onnx/model.onnx", INT8_FILE, INT8_AVX2_FILE, "fastembed/onnx/model.onnx"))
 
 
 def prepare(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
@@ -155,6 +162,7 @@ def prepare(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
     model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True,
                                 model_kwargs={**cpu, "file_name": "onnx/model.onnx"})
     export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(work))
+    export_dynamic_quantized_onnx_model(model, "avx2", str(work))
 
     # fastembed reads tokenizer.json, tokenizer_config.json, config.json and special_tokens_map.json
     # from the model's folder and truncates at tokenizer_config's model_max_length (512 here), not
@@ -226,7 +234,8 @@ def load_st(args: argparse.Namespace, backend: str) -> Engine:
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        file_name = "onnx/model.onnx" if backend == "onnx-fp32" else INT8_FILE
+        file_name = {"onnx-fp32": "onnx/model.onnx", "onnx-int8": INT8_FILE,
+                     "onnx-int8-avx2": INT8_AVX2_FILE}[backend]
         model = SentenceTransformer(str(target), device="cpu", backend="onnx", local_files_only=True,
                                     model_kwargs={"provider": "CPUExecutionProvider",
                                                   "session_options": options, "file_name": file_name})
@@ -238,8 +247,9 @@ def load_st(args: argparse.Namespace, backend: str) -> Engine:
                   f"run in torch, torch.set_num_threads({args.threads})",
                   "import_s includes onnxruntime and optimum.onnxruntime, which sentence-transformers "
                   "would otherwise import during load"]
-        if backend == "onnx-int8":
-            notes.append("int8: export_dynamic_quantized_onnx_model(model, 'avx512_vnni', ...), "
+        if backend.startswith("onnx-int8"):
+            preset = "avx2" if backend.endswith("avx2") else "avx512_vnni"
+            notes.append(f"int8: export_dynamic_quantized_onnx_model(model, '{preset}', ...), "
                          "onnxruntime dynamic quantisation (activation scale per batch)")
     load_s = time.perf_counter() - start
     notes.append(f"sentence-transformers max_seq_length={model.max_seq_length}")
@@ -306,16 +316,23 @@ def load_fusembed(args: argparse.Namespace, precision: str) -> Engine:
     start = time.perf_counter()
     enc = Encoder(args.bundle, device="cpu", precision=precision, threads=args.threads)  # type: ignore[arg-type]
     load_s = time.perf_counter() - start
+    if precision == "auto":
+        precision = enc.precision  # the variant auto chose on this CPU
+        notes_auto = [f"auto chose {enc.precision}: {enc.choice.reason}"]
+    else:
+        notes_auto = []
     variant = read_json(args.bundle / "manifest.json").get("variants", {}).get(precision, {})
     notes = [f"fusembed Encoder(threads={args.threads}): onnxruntime intra_op_num_threads={args.threads}, "
              "inter_op_num_threads=1, sequential",
              f"bundle {args.bundle}, variant {variant.get('file', precision)}"
-             + (f", scheme {variant['scheme']}" if precision == "int8" and variant.get("scheme") else "")]
+             + (f", scheme {variant['scheme']}" if precision == "int8" and variant.get("scheme") else ""),
+             *notes_auto]
 
     def encode(texts: list[str], batch_size: int) -> Any:
         return enc.encode(texts, batch_size=batch_size)
 
-    return Engine(encode, import_s, load_s, ["fusembed", "onnxruntime", "tokenizers", "numpy"], notes)
+    return Engine(encode, import_s, load_s, ["fusembed", "onnxruntime", "tokenizers", "numpy"], notes,
+                  precision=enc.precision)
 
 
 def load(args: argparse.Namespace) -> Engine:
@@ -420,6 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   "max_seq_length; rss_after_first_mb and peak_rss_mb are VmHWM (peak so far)",
                   f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']} (tokenizer threads)"],
         "saved_vectors": str(args.save_vectors) if args.save_vectors else None,
+        **({"precision": engine.precision} if engine.precision else {}),
         **({"throughput_from": "the warm-up pass only (--paired: see pass_s)"} if args.paired else {}),
     }
 
