@@ -36,7 +36,7 @@ class Encoder:
         device: "cpu" or "cuda". "cuda" needs onnxruntime-gpu; it never falls back to the CPU.
         precision: which ONNX variant to run. "auto" picks fp16 on CUDA and, on the CPU, the
             faster of int8 and fp32 as measured on this kind of CPU (see `Encoder.choice` for why;
-            docs/variants.md for the rule). int8 is never used on CUDA (it is slower there).
+            docs/export.md for the rule). int8 is never used on CUDA (it is slower there).
         threads: intra-op threads; default: the CPUs this process may use (cgroup quota aware).
         verify: check every file's sha256 against the manifest on load.
 
