@@ -8,6 +8,9 @@ Example:
 
 from __future__ import annotations
 
+from ._auto import Choice
+from ._cpu import CpuInfo, cpu_info
+from ._doctor import DoctorReport, doctor
 from ._encoder import Encoder
 from ._errors import (
     BundleError,
@@ -23,6 +26,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BundleError",
+    "Choice",
+    "CpuInfo",
+    "DoctorReport",
     "Encoder",
     "ExportError",
     "FusembedError",
@@ -31,6 +37,8 @@ __all__ = [
     "ProviderUnavailableError",
     "__version__",
     "cos_sim",
+    "cpu_info",
+    "doctor",
     "dot_score",
     "read_manifest",
     "semantic_search",

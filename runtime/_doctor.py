@@ -115,7 +115,13 @@ class DoctorReport:
 
 def doctor(bundle: str | Path, *, threads: int | None = None, rounds: int = 5,
            record: bool = False) -> DoctorReport:
-    """Run the bundle's check texts through every CPU variant here; see the module docstring.
+    """Run the bundle's check texts through every variant here; see the module docstring.
+
+    Example:
+        >>> report = fusembed.doctor("bundles/all-MiniLM-L6-v2")   # doctest: +SKIP
+        >>> report.ok, report.auto.name                             # doctest: +SKIP
+        (True, 'int8')
+        >>> print(report.text())                                    # doctest: +SKIP
 
     Raises:
         BundleError: the bundle is damaged, or has no check set (exported by an older fusembed).
