@@ -6,7 +6,7 @@ engine gets the same cold start and its own peak RSS. Engines:
     st-torch        sentence-transformers on torch (CPU), torch.set_num_threads(threads)
     st-onnx-fp32    sentence-transformers' ONNX backend (optimum export of the model, unoptimised)
     st-onnx-int8    the same backend with sentence-transformers' avx512_vnni dynamic int8 model
-    st-onnx-int8-avx2  the same with its avx2 preset (7-bit weights, per-tensor)
+    st-onnx-int8-avx2  the same with its avx2 preset (u8 weights, per-tensor activations)
     fastembed       fastembed on the st-onnx-fp32 export, mean pooling / normalisation from the model
     fusembed-fp32   fusembed Encoder on a bundle, precision="fp32"
     fusembed-int8   fusembed Encoder on a bundle, precision="int8"
@@ -64,7 +64,7 @@ ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2", "fas
            "fusembed-int8", "fusembed-auto")
 # the names export_dynamic_quantized_onnx_model writes for its avx512_vnni and avx2 presets
 INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"
-INT8_AVX2_FILE = "onnx/model_qint8_avx2.onnx"
+INT8_AVX2_FILE = "onnx/model_quint8_avx2.onnx"
 VECTORS_KEPT = 64
 
 Encode = Callable[[list[str], int], Any]  # (texts, batch_size) -> (n, dim) float array
