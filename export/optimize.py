@@ -40,7 +40,7 @@ def optimize_graph(
     and layer norms as standard Add and LayerNormalization: onnxruntime 1.32's CPU
     SkipLayerNormalization kernel took 820 us where Add + LayerNormalization took 225 us on the
     same tensors (profiled at batch 32), which matters once int8 GEMMs make everything else the
-    bottleneck (README, "Speed").
+    bottleneck (docs/performance.md).
     """
     before = len(onnx.load(str(src), load_external_data=False).graph.node)
     if facts.model_type not in _BERT_LIKE:

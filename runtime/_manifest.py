@@ -91,7 +91,7 @@ class Source:
 
 @dataclass(frozen=True)
 class Manifest:
-    """The contract between export and runtime. See README, "The bundle format"."""
+    """The contract between export and runtime. See docs/bundle.md."""
 
     source: Source
     dim: int
