@@ -1,4 +1,4 @@
-"""The int8 variant computes the same integers on every CPU.
+"""The int8 variant's integer GEMMs compute the same sums on every CPU.
 
 onnxruntime's AVX2 int8 kernels add each pair of u8 x s8 products in 16 bits with saturation
 (vpmaddubsw); VNNI, AMX and ARM's dot products do not saturate. fusembed's int8 schemes scale
@@ -27,7 +27,6 @@ from fusembed import read_manifest
 from fusembed._auto import SATURATING_SCHEMES
 from fusembed.export.graph import IR_VERSION
 from fusembed.export.rowwise import WeightRange, quantize_rowwise
-from fusembed.export.texts import EDGE_TEXTS
 from onnx import TensorProto, helper, numpy_helper
 
 RUNNER = Path(__file__).with_name("run_onnx.py")
@@ -118,16 +117,26 @@ def test_eight_bit_weights_saturate_on_avx2(haswell: list[str], tmp_path: Path) 
     assert relative(emulated, exact) > 1e-2
 
 
-def test_real_model_int8_is_the_same_on_avx2(minilm_bundle: Path, haswell: list[str], tmp_path: Path) -> None:
-    """The shipped int8 graph of all-MiniLM-L6-v2 on an AVX2-only CPU against this CPU: only the
-    float parts (layer norms, softmax, GELU) may round differently."""
+def test_real_model_int8_keeps_its_quality_on_avx2(minilm_bundle: Path, haswell: list[str],
+                                                    tmp_path: Path) -> None:
+    """The shipped int8 graph of all-MiniLM-L6-v2 on an AVX2-only CPU against this CPU, both
+    against sentence-transformers' fp32 embeddings of the bundle's check texts.
+
+    The integer GEMMs are exact on both; the float parts (layer norms, softmax, GELU) use other
+    kernels and round differently in the last bits, and where that moves an activation across a
+    rounding boundary of its 8-bit grid, the quantised value differs by one step. So the vectors
+    are close, not identical (min cosine to each other 0.9995 in benchmarks/results/cross_isa.md),
+    and their quality against torch is the same: the quality gate measured at export holds. A
+    saturating scheme loses 0.01 of min cosine here (0.993 -> 0.982 on a real AVX2 machine)."""
     from fusembed import Encoder
+    from fusembed._doctor import CheckSet
 
     manifest = read_manifest(minilm_bundle)
     int8 = manifest.variants["int8"]
     assert int8.scheme not in SATURATING_SCHEMES
+    check = CheckSet.read(minilm_bundle / manifest.check)
+    texts, reference = list(check.texts[:12]), check.embeddings[:12]
     enc = Encoder(minilm_bundle, precision="int8")
-    texts = list(EDGE_TEXTS[:6])
     feeds = {}
     for i, text in enumerate(texts):  # one text per run: no padding to reason about
         ids = np.asarray([enc._tokenizer.encode(text).ids], np.int64)
@@ -138,5 +147,11 @@ def test_real_model_int8_is_the_same_on_avx2(minilm_bundle: Path, haswell: list[
     native = np.concatenate(run(model, feeds, tmp_path))
     emulated = np.concatenate(run(model, feeds, tmp_path, haswell))
     np.testing.assert_allclose(native, enc.encode(texts), atol=1e-6)  # the runner runs what users run
-    cos = (native * emulated).sum(axis=1) / np.linalg.norm(native, axis=1) / np.linalg.norm(emulated, axis=1)
-    assert cos.min() >= 0.99999, cos
+
+    def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.asarray((a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))
+
+    here, avx2 = cosines(native, reference), cosines(emulated, reference)
+    assert cosines(native, emulated).min() >= 0.999
+    assert abs(avx2.min() - here.min()) < 1e-3 and abs(avx2.mean() - here.mean()) < 2e-4
+    assert avx2.min() >= 0.99  # the export's budget
