@@ -79,10 +79,11 @@ def test_overwrite_refuses_a_directory_that_is_not_a_bundle(folder: Path, tmp_pa
 def test_bundle_files_and_manifest(folder: Path, tmp_path: Path) -> None:
     report = export_model(folder, tmp_path / "bundle", options=FP32)
     names = sorted(p.name for p in report.bundle.iterdir())
-    assert names == ["manifest.json", "model.onnx", "tokenizer.json"]
+    assert names == ["check.json", "manifest.json", "model.onnx", "tokenizer.json"]
     m = report.manifest
     assert m.inputs == ("input_ids", "attention_mask")  # no token_type_ids: BERT never needs them here
-    assert set(m.files) == {"model.onnx", "tokenizer.json"}
+    assert set(m.files) == {"check.json", "model.onnx", "tokenizer.json"}
+    assert m.check == "check.json"
     assert m.source.kind == "local" and m.exporter["opset"] == "17"
     assert m.variants["fp32"].parity.tokenization_match
     assert report.bundle.stat().st_mode & 0o777 == 0o755

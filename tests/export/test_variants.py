@@ -79,7 +79,7 @@ def test_missed_budget_means_no_variant_and_a_reason(
     assert not (tmp_path / "b" / "model.int8.onnx").exists()
     assert "top-10 agreement" in report.rejected["int8"] and "< 1.01" in report.rejected["int8"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "manifest.json", "model.onnx", "tokenizer.json"]
+        "check.json", "manifest.json", "model.onnx", "tokenizer.json"]
 
 
 def test_no_scheme_meets_an_impossible_budget(make_replica: Callable[..., Path], tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_int8_only_bundle(make_replica: Callable[..., Path], tmp_path: Path) -> 
         variants=("int8",), quality_texts=120, calibration_texts=64))
     assert list(report.manifest.variants) == ["int8"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
-        "manifest.json", "model.int8.onnx", "tokenizer.json"]
+        "check.json", "manifest.json", "model.int8.onnx", "tokenizer.json"]
     enc = Encoder(tmp_path / "b")
     assert enc.precision == "int8"
     with pytest.raises(BundleError, match=r"no 'fp32' variant; it has \['int8'\]"):
