@@ -46,6 +46,7 @@ import numpy as np
 import onnxruntime
 from fusembed import Encoder, read_manifest
 from fusembed._cpu import classify, cpu_info
+from fusembed._similarity import row_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "tests" / "export" / "run_onnx.py"
@@ -118,11 +119,6 @@ def compare(target: Target, cpu_class: str, variant: str, seconds: float, emb: n
     return Row(target.name, cpu_class, variant, len(emb), round(seconds, 1), float(cos_torch.mean()),
                float(cos_torch.min()), float(cos.min()), float(np.abs(emb - native).max()),
                int((cos < SAME).sum()), [round(float(c), 10) for c in cos])
-
-
-def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 def build_feeds(bundle: Path, texts: list[str], inputs: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 from fusembed._encoder import Encoder
 from fusembed._errors import ExportError
 from fusembed._manifest import Parity, Quality
+from fusembed._similarity import row_cosine
 
 from .resolve import ModelFacts
 
@@ -92,14 +93,6 @@ def compare(reference: Reference, encoder: Encoder) -> tuple[Parity, str]:
         tokenization_match=ours == list(reference.token_ids),
     )
     return parity, reference.texts[worst]
-
-
-def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of each row of `a` with the same row of `b`, computed in float64 so that parity
-    near 1.0 is not rounding noise."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.asarray(np.einsum("ij,ij->i", a, b) / np.maximum(norms, 1e-12))
 
 
 def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> None:

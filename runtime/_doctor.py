@@ -29,6 +29,7 @@ from ._cpu import CpuInfo, cpu_info
 from ._encoder import Encoder
 from ._errors import BundleError, FusembedError
 from ._manifest import MANIFEST_NAME, Manifest, Measurement, read_manifest
+from ._similarity import row_cosine
 
 CHECK_BATCH = 32
 
@@ -174,7 +175,7 @@ def measure_variants(encoders: Mapping[str, Encoder], texts: Sequence[str], refe
     quality: dict[str, tuple[float, float]] = {}
     for name, enc in encoders.items():  # warm-up at the shapes timed below, and quality
         got = enc.encode(texts, batch_size=CHECK_BATCH)
-        cos = _row_cosine(got, reference)
+        cos = row_cosine(got, reference)
         quality[name] = (float(cos.mean()), float(cos.min()))
         enc.encode(texts[0])
     names = list(encoders)
@@ -223,13 +224,3 @@ def record_measurements(bundle: Path, manifest: Manifest, measured: Mapping[str,
         raise BundleError(
             f"{target}: cannot record the measurements ({exc}); is the bundle read-only?") from None
     return updated
-
-
-def _row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    both_zero = (na == 0) & (nb == 0)  # an empty text on a model whose pad embedding is zero
-    cos = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-30)
-    return np.where(both_zero, 1.0, cos)
-

@@ -51,6 +51,16 @@ def normalize(x: ArrayLike) -> npt.NDArray[np.float32]:
     return np.asarray(arr / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
 
 
+def row_cosine(a: ArrayLike, b: ArrayLike) -> npt.NDArray[np.float64]:
+    """Cosine of each row of `a` with the same row of `b`, in float64 so that agreement near 1.0
+    is not rounding noise. Two all-zero rows (an empty text on a model whose padding embeds to
+    zero) are the same vector: cosine 1; a zero row against a non-zero one: 0."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    na, nb = np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=1)
+    cos = np.einsum("ij,ij->i", a64, b64) / np.maximum(na * nb, 1e-12)
+    return np.asarray(np.where((na == 0) & (nb == 0), 1.0, cos))
+
+
 def cos_sim(a: ArrayLike, b: ArrayLike) -> Scores:
     """Cosine similarity of every row of `a` with every row of `b`: shape `(len(a), len(b))`.
 

@@ -60,3 +60,11 @@ def test_zero_vector_cosine_is_zero_not_nan() -> None:
 def test_docstring_examples() -> None:
     result = doctest.testmod(_similarity, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_row_cosine_pairs_rows_and_treats_two_zero_rows_as_equal() -> None:
+    from fusembed._similarity import row_cosine
+
+    a = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 4.0]])
+    b = np.array([[2.0, 0.0], [0.0, 0.0], [1.0, 0.0], [-3.0, -4.0]])
+    np.testing.assert_allclose(row_cosine(a, b), [1.0, 1.0, 0.0, -1.0])
