@@ -73,3 +73,11 @@ def test_rowwise_needs_input_ids() -> None:
     with pytest.raises(ExportError, match="input_ids"):
         quantize_rowwise(model, lambda names: {}, alpha=0.0)
     assert model.SerializeToString() == before  # refused before touching the graph
+
+
+def test_unknown_weight_range_is_refused() -> None:
+    model = toy()
+    before = model.SerializeToString()
+    with pytest.raises(ExportError, match="weight_range must be one of"):
+        quantize_rowwise(model, lambda names: {}, alpha=0.0, weight_range="9bit")  # type: ignore[arg-type]
+    assert model.SerializeToString() == before

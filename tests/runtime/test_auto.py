@@ -4,16 +4,18 @@ was never measured on it."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from fusembed import Encoder, read_manifest
+from fusembed import BundleError, Encoder, read_manifest
 from fusembed._auto import choose_auto
 from fusembed._cpu import CpuInfo, _from_proc_cpuinfo, classify, cpu_info
 from fusembed._manifest import Manifest, Measurement, Quality
+
+from tests.bundles import edit_manifest
 
 
 @pytest.mark.parametrize(
@@ -131,16 +133,32 @@ def test_cuda_and_single_variant_bundles(manifest: Manifest) -> None:
         choose_auto(replace(manifest, variants={"fp16": manifest.variants["fp16"]}), "cpu", cpu("avx2"))
 
 
+@pytest.mark.parametrize(("measurements", "message"), [
+    ("fast", "'measurements' has the wrong type"),
+    (["fast"], "a measurement is not an object"),
+    ([{"isa": "avx2"}], "'cpu' is missing"),
+])
+def test_malformed_measurements_are_a_bundle_error(tiny_bundle: Path, tmp_path: Path,
+                                                   measurements: object, message: str) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    edit_manifest(bundle, lambda d: d["variants"]["fp32"].update(measurements=measurements))
+    with pytest.raises(BundleError, match=message):
+        Encoder(bundle)
+
+
 def test_encoder_says_what_auto_chose_and_why(minilm_bundle: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = tmp_path / "b"
     shutil.copytree(minilm_bundle, bundle)
-    data = json.loads((bundle / "manifest.json").read_text())
-    for name, speed in (("int8", 100.0), ("fp32", 250.0)):  # as if int8 were slower on AVX2
-        data["variants"][name]["measurements"] = [{
-            "isa": "avx2", "cpu": "Test CPU", "threads": 2, "sentences_per_s": speed, "batch1_ms": 1.0,
-            "mean_cosine": 0.999, "min_cosine": 0.999, "by": "doctor (test)"}]
-    (bundle / "manifest.json").write_text(json.dumps(data))
+
+    def slower_int8_on_avx2(data: dict[str, Any]) -> None:
+        for name, speed in (("int8", 100.0), ("fp32", 250.0)):
+            data["variants"][name]["measurements"] = [{
+                "isa": "avx2", "cpu": "Test CPU", "threads": 2, "sentences_per_s": speed,
+                "batch1_ms": 1.0, "mean_cosine": 0.999, "min_cosine": 0.999, "by": "doctor (test)"}]
+
+    edit_manifest(bundle, slower_int8_on_avx2)
     import fusembed._encoder
 
     monkeypatch.setattr(fusembed._encoder, "cpu_info", lambda: cpu("avx2"))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fusembed import BundleError, Encoder, read_manifest
 from fusembed._manifest import sha256_of
+
+from tests.bundles import edit_manifest
 
 
 @pytest.fixture
@@ -17,13 +17,6 @@ def bundle(tiny_bundle: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, copy)
     return copy
-
-
-def _edit_manifest(bundle: Path, change: Callable[[dict], None]) -> None:
-    path = bundle / "manifest.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
 
 
 def test_a_good_bundle_loads(bundle: Path) -> None:
@@ -47,19 +40,19 @@ def test_manifest_not_json(bundle: Path) -> None:
 
 
 def test_unknown_format_version(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d.update(format_version=99))
+    edit_manifest(bundle, lambda d: d.update(format_version=99))
     with pytest.raises(BundleError, match="format version 99 is not supported"):
         Encoder(bundle)
 
 
 def test_missing_field(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d.pop("dim"))
+    edit_manifest(bundle, lambda d: d.pop("dim"))
     with pytest.raises(BundleError, match="'dim' is missing"):
         Encoder(bundle)
 
 
 def test_wrong_field_type(bundle: Path) -> None:
-    _edit_manifest(bundle, lambda d: d.update(normalized="yes"))
+    edit_manifest(bundle, lambda d: d.update(normalized="yes"))
     with pytest.raises(BundleError, match="'normalized' has the wrong type"):
         read_manifest(bundle)
 
@@ -81,7 +74,7 @@ def test_changed_file_fails_its_sha256(bundle: Path) -> None:
 def test_damaged_onnx_with_matching_hash_is_still_named(bundle: Path) -> None:
     onnx_file = bundle / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes()[:5000])  # truncated protobuf
-    _edit_manifest(bundle, lambda d: d["files"].update({"model.onnx": sha256_of(onnx_file)}))
+    edit_manifest(bundle, lambda d: d["files"].update({"model.onnx": sha256_of(onnx_file)}))
     with pytest.raises(BundleError, match=r"model\.onnx: onnxruntime cannot load this ONNX file"):
         Encoder(bundle)
 

@@ -12,7 +12,10 @@ import pytest
 from fusembed import BundleError, Encoder, read_manifest
 from fusembed._cpu import cpu_info
 from fusembed._doctor import CheckSet, doctor
+from fusembed._manifest import sha256_of
 from fusembed.cli import main
+
+from tests.bundles import edit_manifest
 
 
 @pytest.fixture
@@ -70,10 +73,7 @@ def test_record_stores_the_measurements_for_auto(bundle: Path) -> None:
 def test_a_variant_that_computes_other_values_here_fails_the_verdict(bundle: Path) -> None:
     """What doctor exists for: an int8 graph whose kernels differ on this CPU (as an old
     saturating bundle does on AVX2). Simulated by claiming a better export quality than it has."""
-    path = bundle / "manifest.json"
-    data = json.loads(path.read_text())
-    data["variants"]["int8"]["quality"]["min_cosine"] = 0.99999
-    path.write_text(json.dumps(data))
+    edit_manifest(bundle, lambda d: d["variants"]["int8"]["quality"].update(min_cosine=0.99999))
     report = doctor(bundle, rounds=1)
     assert not report.ok
     assert any(p.startswith("int8 gives min cosine") for p in report.problems)
@@ -88,10 +88,7 @@ def test_cli_doctor(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bundle_without_a_check_set(bundle: Path) -> None:
-    path = bundle / "manifest.json"
-    data = json.loads(path.read_text())
-    del data["check"]
-    path.write_text(json.dumps(data))
+    edit_manifest(bundle, lambda d: d.pop("check"))
     with pytest.raises(BundleError, match=r"no check set.*re-export"):
         doctor(bundle)
 
@@ -100,12 +97,19 @@ def test_damaged_check_set(bundle: Path) -> None:
     (bundle / "check.json").write_text("{not json")
     with pytest.raises(BundleError, match=r"check\.json: sha256 mismatch"):
         doctor(bundle)
-    data = json.loads((bundle / "manifest.json").read_text())
-    from fusembed._manifest import sha256_of
-
-    data["files"]["check.json"] = sha256_of(bundle / "check.json")  # damage the hash cannot see
-    (bundle / "manifest.json").write_text(json.dumps(data))
+    rehash = {"check.json": sha256_of(bundle / "check.json")}  # damage the hash cannot see
+    edit_manifest(bundle, lambda d: d["files"].update(rehash))
     with pytest.raises(BundleError, match="not a readable check set"):
+        doctor(bundle)
+
+
+def test_check_set_whose_texts_and_embeddings_differ(bundle: Path) -> None:
+    check = json.loads((bundle / "check.json").read_text())
+    check["embeddings"] = check["embeddings"][:-1]
+    (bundle / "check.json").write_text(json.dumps(check))
+    rehash = {"check.json": sha256_of(bundle / "check.json")}
+    edit_manifest(bundle, lambda d: d["files"].update(rehash))
+    with pytest.raises(BundleError, match="texts and embeddings do not match"):
         doctor(bundle)
 
 
