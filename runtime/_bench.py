@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ._cpu import cpu_info
 from ._encoder import Encoder, PrecisionChoice
 from ._errors import FusembedError
 from ._providers import Device
@@ -137,14 +138,9 @@ def _cold_start(bundle: Path, device: str, precision: str) -> tuple[float, float
 
 
 def _machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
-                 if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cpus": str(os.cpu_count()), "python": platform.python_version(),
-            "onnxruntime": ort.__version__}
+    cpu = cpu_info()
+    return {"cpu": cpu.model, "int8_class": cpu.isa, "cpus": str(os.cpu_count()),
+            "python": platform.python_version(), "onnxruntime": ort.__version__}
 
 
 def markdown(result: BenchResult) -> str:
@@ -153,7 +149,8 @@ def markdown(result: BenchResult) -> str:
         f"# fusembed bench: {result.bundle}",
         "",
         f"{result.precision} on {result.device}, {result.threads} threads; {result.texts} texts, "
-        f"{result.mean_tokens:.1f} word pieces on average; {result.machine.get('cpu')}, "
+        f"{result.mean_tokens:.1f} word pieces on average; {result.machine.get('cpu')} "
+        f"(int8 class {result.machine.get('int8_class')}), "
         f"onnxruntime {result.machine.get('onnxruntime')}",
         "",
         f"- batch 1: p50 {b1['p50']:.2f} ms, p95 {b1['p95']:.2f} ms, p99 {b1['p99']:.2f} ms",
