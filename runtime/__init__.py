@@ -13,11 +13,17 @@ from ._cpu import CpuInfo, cpu_info
 from ._doctor import DoctorReport, doctor
 from ._encoder import Encoder
 from ._errors import (
+    ApiError,
+    ArgumentError,
     BundleError,
+    CommandError,
     ExportError,
     FusembedError,
     InputError,
+    Overloaded,
     ProviderUnavailableError,
+    ServerBusy,
+    Stopping,
 )
 from ._manifest import Manifest, read_manifest
 from ._similarity import cos_sim, dot_score, semantic_search
@@ -25,8 +31,11 @@ from ._similarity import cos_sim, dot_score, semantic_search
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiError",
+    "ArgumentError",
     "BundleError",
     "Choice",
+    "CommandError",
     "CpuInfo",
     "DoctorReport",
     "Encoder",
@@ -34,7 +43,10 @@ __all__ = [
     "FusembedError",
     "InputError",
     "Manifest",
+    "Overloaded",
     "ProviderUnavailableError",
+    "ServerBusy",
+    "Stopping",
     "__version__",
     "cos_sim",
     "cpu_info",

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from ._auto import Choice, choose_auto
 from ._batching import DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._cpu import cpu_info
-from ._errors import BundleError, InputError
+from ._errors import ArgumentError, BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
 from ._providers import Device, available_cpus, check_session_device, providers_for
@@ -60,7 +60,7 @@ class Encoder:
         self.bundle = Path(bundle)
         providers = providers_for(device)
         if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+            raise ArgumentError("threads", f"must be a positive int or None, got {threads!r}")
         self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
         self.device: Device = device
         self.choice: Choice = _choose_variant(self.manifest, device, precision)
@@ -140,11 +140,12 @@ class Encoder:
 
         Raises:
             InputError: texts is not a string or a sequence of strings (the message names the
-                first offending index), or batch_size / max_tokens is not a positive int.
+                first offending index).
+            ArgumentError: batch_size or max_tokens is not a positive int.
         """
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a positive int, got {value!r}")
+                raise ArgumentError(name, f"must be a positive int, got {value!r}")
         if isinstance(texts, str):  # the interactive path: no planning, no padding
             if (at := surrogate_at(texts)) is not None:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
@@ -278,9 +279,9 @@ def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoi
         except LookupError:
             raise BundleError(f"bundle has no variant usable on {device} (it has {have})") from None
     if precision not in ("fp32", "int8", "fp16"):
-        raise ValueError(f"precision must be 'auto', 'fp32', 'int8' or 'fp16', got {precision!r}")
+        raise ArgumentError("precision", f"must be 'auto', 'fp32', 'int8' or 'fp16', got {precision!r}")
     if precision == "int8" and device == "cuda":
-        raise ValueError("precision='int8' is for the CPU; on CUDA use 'fp16' or 'fp32'")
+        raise ArgumentError("precision", "'int8' is for the CPU; on CUDA use 'fp16' or 'fp32'")
     if precision not in manifest.variants:
         raise BundleError(
             f"bundle has no {precision!r} variant; it has {have}. "

@@ -1,10 +1,43 @@
-"""The exceptions fusembed raises. Each says what was wrong, with the value, and what to do."""
+"""Every exception fusembed raises on purpose, in one tree. Each message says what was wrong, with
+the value, and what to do.
+
+    FusembedError                    base of them all: `except FusembedError` catches any of them
+    ├── ArgumentError (ValueError)   a bad argument to a public call; `.param` names it
+    ├── InputError (ValueError)      texts, token ids, or input rows that cannot be embedded
+    ├── BundleError (ValueError)     a bundle is missing, incomplete, damaged or of an unknown format
+    ├── ExportError (RuntimeError)   a model could not be exported, or failed its parity check
+    ├── ProviderUnavailableError (RuntimeError)
+    │                                the device asked for has no onnxruntime provider here
+    ├── ServerBusy (RuntimeError)    the server took no new work
+    │   ├── Overloaded               its queue is full
+    │   └── Stopping                 it is shutting down
+    ├── ApiError                     an HTTP request failed: status and OpenAI-style error object
+    └── CommandError                 the `fusembed` command failed (exit status 1)
+
+Library messages name parameters (`threads`, `id_field`); the CLI names the flags instead: it
+turns an `ArgumentError` for `threads` into one about `--threads`.
+"""
 
 from __future__ import annotations
 
 
 class FusembedError(Exception):
     """Base class of every error fusembed raises on purpose."""
+
+
+class ArgumentError(FusembedError, ValueError):
+    """A public call got an argument it does not accept. `param` is the argument's name and
+    `problem` what is wrong with it, e.g. `ArgumentError("threads", "must be a positive int, got 0")`,
+    whose message reads "threads must be a positive int, got 0"."""
+
+    def __init__(self, param: str, problem: str) -> None:
+        super().__init__(f"{param} {problem}")
+        self.param = param
+        self.problem = problem
+
+
+class InputError(FusembedError, ValueError):
+    """Texts, token ids or input rows given to fusembed are not what it accepts."""
 
 
 class BundleError(FusembedError, ValueError):
@@ -19,5 +52,28 @@ class ProviderUnavailableError(FusembedError, RuntimeError):
     """The requested device has no onnxruntime execution provider on this machine."""
 
 
-class InputError(FusembedError, ValueError):
-    """Texts given to `Encoder.encode` (or the CLI) are not what it accepts."""
+class ServerBusy(FusembedError, RuntimeError):
+    """The server's batcher did not take the request; it was not run. The server answers 503."""
+
+
+class Overloaded(ServerBusy):
+    """The queue is full: the request was not taken."""
+
+
+class Stopping(ServerBusy):
+    """The batcher is stopping: the request was not taken."""
+
+
+class ApiError(FusembedError):
+    """A failed HTTP request: the status and the OpenAI-style error object that explains it."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+
+
+class CommandError(FusembedError):
+    """A `fusembed` command failed in a way its message explains; the CLI prints it and exits 1."""

@@ -9,7 +9,7 @@ from typing import Literal
 
 import onnxruntime as ort
 
-from ._errors import ProviderUnavailableError
+from ._errors import ArgumentError, ProviderUnavailableError
 
 Device = Literal["cpu", "cuda"]
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
@@ -20,7 +20,7 @@ _PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 def providers_for(device: str) -> list[str]:
     """The provider list for `device`, or a clear error when this onnxruntime build lacks it."""
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        raise ArgumentError("device", f"must be one of {DEVICES}, got {device!r}")
     wanted = _PROVIDER[device]
     available = ort.get_available_providers()
     if wanted not in available:

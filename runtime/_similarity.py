@@ -8,6 +8,8 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import ArgumentError
+
 ArrayLike = npt.ArrayLike
 Scores = npt.NDArray[np.float32]
 
@@ -24,7 +26,7 @@ def _as_2d(x: ArrayLike, name: str) -> npt.NDArray[np.float32]:
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a vector or a matrix of embeddings, got shape {arr.shape}")
+        raise ArgumentError(name, f"must be a vector or a matrix of embeddings, got shape {arr.shape}")
     return arr
 
 
@@ -40,7 +42,7 @@ def dot_score(a: ArrayLike, b: ArrayLike) -> Scores:
     """
     a2, b2 = _as_2d(a, "a"), _as_2d(b, "b")
     if a2.shape[1] != b2.shape[1]:
-        raise ValueError(f"dimension mismatch: a has {a2.shape[1]}, b has {b2.shape[1]}")
+        raise ArgumentError("b", f"has {b2.shape[1]} dimensions and a has {a2.shape[1]} (dimension mismatch)")
     return np.asarray(a2 @ b2.T, dtype=np.float32)
 
 
@@ -88,7 +90,7 @@ def semantic_search(
         [[{'corpus_id': 1, 'score': 0.995...}]]
     """
     if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+        raise ArgumentError("top_k", f"must be at least 1, got {top_k}")
     queries = _as_2d(query_embeddings, "query_embeddings")
     corpus = _as_2d(corpus_embeddings, "corpus_embeddings")
     # Per chunk keep only the chunk's best k, so memory stays (queries x chunk), not (queries x corpus).

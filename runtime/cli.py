@@ -22,15 +22,11 @@ from . import __version__
 from ._auto import choose_auto
 from ._cpu import cpu_info
 from ._encoder import Encoder
-from ._errors import FusembedError, InputError
+from ._errors import CommandError, FusembedError, InputError
 from ._manifest import read_manifest
 from ._similarity import cos_sim, dot_score, semantic_search
 
 STDIO = "-"  # as a file name: standard input or output
-
-
-class _CliError(Exception):
-    """A failure to report in one line and exit 1."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a shell tool does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 128 + 13  # SIGPIPE
-    except (FusembedError, _CliError, ImportError, OSError) as exc:
+    except (FusembedError, ImportError, OSError) as exc:
         print(f"fusembed {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
@@ -280,22 +276,22 @@ def read_texts(path: Path, field: str) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise _CliError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})") from None
+        raise CommandError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start})") from None
     lines = text.splitlines()
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         return lines
     texts: list[str] = []
     for number, row in enumerate(lines, 1):
         if not row.strip():
-            raise _CliError(f"{path}: line {number} is empty; JSONL needs one object per line")
+            raise CommandError(f"{path}: line {number} is empty; JSONL needs one object per line")
         try:
             record = json.loads(row)
         except json.JSONDecodeError as exc:
-            raise _CliError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+            raise CommandError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or field not in record:
-            raise _CliError(f"{path}: line {number} has no field {field!r} (use --field)")
+            raise CommandError(f"{path}: line {number} has no field {field!r} (use --field)")
         if not isinstance(record[field], str):
-            raise _CliError(
+            raise CommandError(
                 f"{path}: line {number}: field {field!r} is {type(record[field]).__name__}, expected a string"
             )
         texts.append(record[field])
@@ -306,11 +302,11 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise _CliError(f"{path}: no such file") from None
+        raise CommandError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise _CliError(f"{path}: is a directory, expected a text file") from None
+        raise CommandError(f"{path}: is a directory, expected a text file") from None
     except PermissionError:
-        raise _CliError(f"{path}: permission denied") from None
+        raise CommandError(f"{path}: permission denied") from None
 
 
 def _encoder(args: argparse.Namespace) -> Encoder:
@@ -347,9 +343,10 @@ def _encode(args: argparse.Namespace) -> int:
     to_stdout = str(args.output) == STDIO
     if not to_stdout:
         if args.output.suffix not in (".npy", ".jsonl"):
-            raise _CliError(f"--output {args.output}: must end in .npy or .jsonl, or be - (standard output)")
+            raise CommandError(
+                f"--output {args.output}: must end in .npy or .jsonl, or be - (standard output)")
         if not args.output.parent.is_dir():
-            raise _CliError(f"--output {args.output}: directory {args.output.parent} does not exist")
+            raise CommandError(f"--output {args.output}: directory {args.output.parent} does not exist")
     texts = read_texts(args.input, args.field)
     embeddings = _encoder(args).encode(texts, batch_size=args.batch_size,
                                        show_progress_bar=args.progress)

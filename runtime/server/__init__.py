@@ -26,6 +26,7 @@ except ImportError as exc:
     ) from None
 
 from .._encoder import Encoder
+from .._errors import ArgumentError
 from ._app import ServerOptions, begin_shutdown, create_app, model_names
 from ._protocol import Limits
 
@@ -55,9 +56,10 @@ def run(
     uvicorn is the ASGI server: it is the most used one, handles SIGTERM gracefully, and picks
     httptools and uvloop when they are installed.
     """
-    if graceful_timeout_s < 0 or keep_alive_s < 1:
-        raise ValueError(f"need graceful_timeout_s >= 0 and keep_alive_s >= 1, got {graceful_timeout_s}, "
-                         f"{keep_alive_s}")
+    if graceful_timeout_s < 0:
+        raise ArgumentError("graceful_timeout_s", f"must be at least 0, got {graceful_timeout_s}")
+    if keep_alive_s < 1:
+        raise ArgumentError("keep_alive_s", f"must be at least 1, got {keep_alive_s}")
     options = options or ServerOptions()
     # A `_created` timestamp series per counter and histogram doubles what /metrics prints and
     # Prometheus does not need it. The switch is process-wide, so it is set here, where the

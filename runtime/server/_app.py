@@ -29,9 +29,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._encoder import Encoder
-from ._batcher import MicroBatcher, Overloaded, Stopping
+from .._errors import ApiError, Overloaded, Stopping
+from ._batcher import MicroBatcher
 from ._metrics import Metrics
-from ._protocol import ApiError, Limits, error_body, parse_request, response_body
+from ._protocol import Limits, api_error_body, error_body, parse_request, response_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -195,7 +196,7 @@ def _json(payload: object, status: int = 200) -> Response:
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)  # registered for ApiError only
-    return Response(exc.body(), status_code=exc.status, media_type=_JSON)
+    return Response(api_error_body(exc), status_code=exc.status, media_type=_JSON)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

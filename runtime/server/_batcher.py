@@ -30,16 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import ArgumentError, Overloaded, Stopping
+
 Embeddings = npt.NDArray[np.float32]
 Rows = Sequence[Sequence[int]]
-
-
-class Overloaded(RuntimeError):
-    """The queue is full: the request was not taken."""
-
-
-class Stopping(RuntimeError):
-    """The batcher is stopping: the request was not taken."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +85,10 @@ class MicroBatcher:
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
         on_queue: Callable[[int], None] = lambda _n: None,
     ) -> None:
-        if max_batch_tokens < 1 or max_wait_s < 0:
-            raise ValueError(f"need max_batch_tokens >= 1 and max_wait_s >= 0, got {max_batch_tokens}, "
-                             f"{max_wait_s}")
+        if max_batch_tokens < 1:
+            raise ArgumentError("max_batch_tokens", f"must be at least 1, got {max_batch_tokens}")
+        if max_wait_s < 0:
+            raise ArgumentError("max_wait_s", f"must be at least 0, got {max_wait_s}")
         self._tokenize, self._encode = tokenize, encode
         self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
         self.max_queued = max_queued

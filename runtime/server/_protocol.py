@@ -15,30 +15,21 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import ApiError
 from .._text import surrogate_at
 
 EncodingFormat = Literal["float", "base64"]
-_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
-
-
-class ApiError(Exception):
-    """A failed request: the HTTP status and the OpenAI-style error object that explains it."""
-
-    def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
-
-    def body(self) -> bytes:
-        return error_body(self.message, type=self.type, param=self.param, code=self.code)
 
 
 def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> bytes:
     """`{"error": {"message", "type", "param", "code"}}`, as OpenAI sends it."""
     error = {"message": message, "type": type, "param": param, "code": code}
     return json.dumps({"error": error}, ensure_ascii=False).encode()
+
+
+def api_error_body(exc: ApiError) -> bytes:
+    return error_body(exc.message, type=exc.type, param=exc.param, code=exc.code)
+_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fusembed import BundleError, Encoder, read_manifest
+from fusembed import ArgumentError, BundleError, Encoder, read_manifest
 from fusembed._manifest import sha256_of
 
 from tests.bundles import edit_manifest
@@ -99,5 +99,5 @@ def test_precision_the_bundle_lacks_lists_what_it_has(bundle: Path) -> None:
 def test_int8_is_refused_on_cuda_before_anything_loads(bundle: Path) -> None:
     from fusembed._encoder import _choose_variant
 
-    with pytest.raises(ValueError, match="int8' is for the CPU"):
+    with pytest.raises(ArgumentError, match="int8' is for the CPU"):
         _choose_variant(read_manifest(bundle), "cuda", "int8")

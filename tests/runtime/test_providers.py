@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
-from fusembed import Encoder, ProviderUnavailableError
+from fusembed import ArgumentError, Encoder, ProviderUnavailableError
 from fusembed import _providers as providers
 
 
@@ -38,7 +38,7 @@ def test_cuda_session_that_fell_back_to_cpu_is_refused() -> None:
 
 
 def test_unknown_device() -> None:
-    with pytest.raises(ValueError, match="device must be one of"):
+    with pytest.raises(ArgumentError, match="device must be one of"):
         providers.providers_for("tpu")
 
 

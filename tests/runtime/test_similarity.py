@@ -6,7 +6,7 @@ import doctest
 
 import numpy as np
 import pytest
-from fusembed import _similarity, cos_sim, dot_score, semantic_search
+from fusembed import ArgumentError, _similarity, cos_sim, dot_score, semantic_search
 
 st_util = pytest.importorskip("sentence_transformers.util")
 
@@ -45,11 +45,11 @@ def test_top_k_larger_than_corpus(data: tuple[np.ndarray, np.ndarray]) -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="top_k"):
+    with pytest.raises(ArgumentError, match="top_k"):
         semantic_search([1.0], [[1.0]], top_k=0)
-    with pytest.raises(ValueError, match="dimension mismatch"):
+    with pytest.raises(ArgumentError, match="dimension mismatch"):
         dot_score([1.0, 2.0], [[1.0, 2.0, 3.0]])
-    with pytest.raises(ValueError, match="vector or a matrix"):
+    with pytest.raises(ArgumentError, match="vector or a matrix"):
         dot_score(np.zeros((1, 2, 3)), np.zeros((1, 3)))
 
 

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from fusembed.server._batcher import BatchStats, MicroBatcher, Overloaded, Stopping
+from fusembed import Overloaded, Stopping
+from fusembed.server._batcher import BatchStats, MicroBatcher
 
 
 class FakeModel:

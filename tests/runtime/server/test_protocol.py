@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from fusembed._errors import ApiError
 from fusembed.server import Limits
-from fusembed.server._protocol import ApiError, parse_request, response_body
+from fusembed.server._protocol import api_error_body, parse_request, response_body
 
 MODELS = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -60,7 +61,7 @@ def test_client_mistakes(payload: object, status: int, message: str) -> None:
     with pytest.raises(ApiError, match=message) as caught:
         parse(payload)
     assert caught.value.status == status
-    error = json.loads(caught.value.body())["error"]
+    error = json.loads(api_error_body(caught.value))["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
 
 
