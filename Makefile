@@ -26,7 +26,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/python -m tests.typecheck
 
 clean:
 	rm -rf $(VENV) bundles

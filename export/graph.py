@@ -91,7 +91,7 @@ def _silence_tracing_noise() -> None:
     import torch
 
     warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
-    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|optimum)\.")
 

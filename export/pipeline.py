@@ -206,7 +206,8 @@ def _measure_here(staging: Path, variants: dict[str, Variant], check: CheckSet,
                   log: Callable[[str], None]) -> dict[str, Variant]:
     """Time the CPU variants on the check texts in paired rounds: the first measurements `auto`
     decides by, for CPUs of this machine's class."""
-    encoders = {name: _load(staging, name) for name in ("fp32", "int8") if name in variants}
+    encoders: dict[str, Encoder] = {
+        name: _load(staging, name) for name in ("fp32", "int8") if name in variants}
     measured = measure_variants(encoders, check.texts, check.embeddings, rounds=5, by="export")
     for name, m in measured.items():
         log(f"  {name} on {m.cpu} ({m.isa}, {m.threads} threads): {m.sentences_per_s:.0f} sentences/s, "

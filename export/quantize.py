@@ -45,12 +45,12 @@ import onnx
 import onnxruntime as ort
 from fusembed._batching import pad_batch
 from fusembed._errors import ExportError
+from fusembed._similarity import row_cosine
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
 from .graph import IR_VERSION
 from .rowwise import WeightRange, quantize_rowwise
-from .verify import row_cosine
 
 Feeds = dict[str, np.ndarray]
 _FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense

@@ -50,7 +50,7 @@ _POOLING_FLAG = {
 def tiny(seed: Seed, **changes: object) -> Seed:
     """The same seed shrunk to 2 layers x 32 hidden: fast for tests of everything but size."""
     fields = {**seed.__dict__, "layers": 2, "hidden": 32, "heads": 4, **changes}
-    return Seed(**fields)  # type: ignore[arg-type]
+    return Seed(**fields)
 
 
 def build_replica(seed: Seed | str, out_dir: str | Path, *, random_seed: int = 0) -> Path:

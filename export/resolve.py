@@ -181,7 +181,7 @@ def read_facts(folder: Path, *, similarity: str | None = None) -> ModelFacts:
 
 def _pooling_mode(cfg: dict[str, Any], folder: Path) -> str:
     if isinstance(cfg.get("pooling_mode"), str):  # the format sentence-transformers 5 writes
-        mode = cfg["pooling_mode"]
+        mode: str = cfg["pooling_mode"]
         return {"mean_sqrt_len": "mean_sqrt_len_tokens", "weighted_mean": "weightedmean"}.get(mode, mode)
     modes = [name for flag, name in _POOLING_FLAGS.items() if cfg.get(flag)]
     if len(modes) != 1:

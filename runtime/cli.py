@@ -315,7 +315,7 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        from fusembed.export import ExportOptions, export_model  # type: ignore[import-not-found]
+        from fusembed.export import ExportOptions, export_model
     except ImportError as exc:
         missing = exc.name or "a dependency"
         raise ImportError(
