@@ -13,7 +13,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ._auto import Choice, choose_auto
-from ._batching import DEFAULT_MAX_TOKENS, pad_batch, plan_batches
+from ._batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._cpu import cpu_info
 from ._errors import ArgumentError, BundleError, InputError
 from ._manifest import Manifest, Variant, read_manifest
@@ -127,7 +127,7 @@ class Encoder:
         self,
         texts: str | Sequence[str],
         *,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         show_progress_bar: bool = False,
     ) -> Embeddings:
@@ -173,7 +173,8 @@ class Encoder:
         return self._tokenize(_check_texts(texts))
 
     def encode_tokens(
-        self, rows: Sequence[Sequence[int]], *, batch_size: int = 32, max_tokens: int = DEFAULT_MAX_TOKENS
+        self, rows: Sequence[Sequence[int]], *, batch_size: int = DEFAULT_BATCH_SIZE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
     ) -> Embeddings:
         """Embed rows from `tokenize`. Equals `encode` of the same texts, row for row.
 
@@ -229,7 +230,16 @@ class Encoder:
                 yield start, rows
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """`tokenize` without its checks, for texts already checked: by `_check_texts`, or by the
+        server's protocol layer, which checks each text once, with messages in API terms."""
         return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=True)]
+
+    def _encode_batch(self, rows: Sequence[Sequence[int]]) -> Embeddings:
+        """One model call on exactly `rows`, padded to the longest, output row for row: for a
+        caller that planned the batch itself (the server's batcher, within its token budget).
+        Rows must come from `_tokenize`; nothing is checked."""
+        ids, mask = pad_batch(rows, self.manifest.pad_token_id)
+        return self._run(ids, mask)
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
         feeds = {"input_ids": ids, "attention_mask": mask}

@@ -33,3 +33,11 @@ def test_pad_batch() -> None:
     assert ids.tolist() == [[101, 7, 102, 0, 0], [101, 102, 0, 0, 0], [101, 5, 6, 7, 102]]
     assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
     assert ids.dtype == mask.dtype == np.int64
+
+
+def test_pad_batch_of_one_row_is_the_row() -> None:
+    ids, mask = pad_batch([(101, 7, 102)], 0)
+    assert ids.tolist() == [[101, 7, 102]] and mask.tolist() == [[1, 1, 1]]
+    assert ids.dtype == mask.dtype == np.int64
+    with pytest.raises(ValueError):
+        pad_batch([[101, "x", 102]], 0)  # type: ignore[list-item]

@@ -188,3 +188,13 @@ def test_tokenize_rejects_what_encode_rejects(encoder: Encoder) -> None:
         encoder.tokenize(QUERY)
     with pytest.raises(InputError, match=r"texts\[1\] is int"):
         encoder.tokenize(["fine", 3])  # type: ignore[list-item]
+
+
+def test_the_servers_unchecked_path_equals_encode(encoder: Encoder) -> None:
+    """What the server runs once its protocol layer has checked the texts: tokenize without the
+    checks, then one model call of exactly those rows, padded to the longest."""
+    texts = [QUERY, *DOCS, "word " * 1000, "a"]
+    rows = encoder._tokenize(texts)
+    assert rows == encoder.tokenize(texts)
+    np.testing.assert_allclose(encoder._encode_batch(rows), encoder.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(encoder._encode_batch(rows[:1]), encoder.encode(QUERY)[None], atol=1e-6)
