@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -28,11 +29,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .._batching import DEFAULT_MAX_TOKENS
 from .._encoder import Encoder
-from .._errors import ApiError, Overloaded, Stopping
+from .._errors import ApiError, ArgumentError, Overloaded, Stopping
 from ._batcher import MicroBatcher
 from ._metrics import Metrics
-from ._protocol import Limits, api_error_body, error_body, parse_request, response_body
+from ._protocol import Limits, api_error_body, check_positive_int, error_body, parse_request, response_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,14 +49,17 @@ _SHUTTING_DOWN = "server_shutting_down"
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How `fusembed serve` behaves. Every limit is an option; the defaults suit one CPU host.
+    """How `fusembed serve` behaves. Every limit is an option; the defaults suit one CPU host, and
+    are the command line's defaults too.
 
     Attributes:
         model_name: the `model` clients send; default: the bundle's model name (its last path
             part, e.g. "all-MiniLM-L6-v2"). The full hub id is accepted too.
         api_key: when set, every route but /health needs `Authorization: Bearer <api_key>`.
         batching: gather concurrent requests into one model call (off: one call per request).
-        max_batch_tokens: a batch closes at this many tokens.
+        max_batch_tokens: padded tokens (texts x the longest text's tokens) per model call:
+            concurrent requests share a call up to this; a request over it alone is split into
+            calls within it.
         max_wait_ms: how long a request may wait for others to share its batch.
         max_queued: requests waiting for the model; past it a request gets 503 at once.
         limits: inputs per request, characters per input, body bytes.
@@ -63,10 +68,19 @@ class ServerOptions:
     model_name: str | None = None
     api_key: str | None = None
     batching: bool = True
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = DEFAULT_MAX_TOKENS
     max_wait_ms: float = 2.0
     max_queued: int = 1024
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        check_positive_int("max_batch_tokens", self.max_batch_tokens)
+        check_positive_int("max_queued", self.max_queued)
+        wait = self.max_wait_ms
+        if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not 0 <= wait < math.inf:
+            raise ArgumentError("max_wait_ms", f"must be a number of milliseconds, at least 0, got {wait!r}")
+        if not isinstance(self.limits, Limits):
+            raise ArgumentError("limits", f"must be a Limits, got {type(self.limits).__name__}")
 
 
 def model_names(encoder: Encoder, options: ServerOptions) -> tuple[str, ...]:
@@ -98,8 +112,10 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
     options = options or ServerOptions()
     names = model_names(encoder, options)
     metrics = Metrics()
+    # parse_request has checked every text, so the batcher tokenizes without the Encoder's checks
+    # and runs each batch it plans as one model call, as it planned it.
     batcher = MicroBatcher(
-        encoder.tokenize, encoder.encode_tokens, batching=options.batching,
+        encoder._tokenize, encoder._encode_batch, batching=options.batching,
         max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
         max_queued=options.max_queued,
         on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,

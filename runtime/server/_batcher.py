@@ -1,16 +1,16 @@
 """Dynamic micro-batching: requests that arrive together run through the model as one batch.
 
 The event loop never runs the model. Each request is tokenized on a tokenizer thread, queued with
-its token count, and a single worker gathers queued requests into one batch until the batch holds
-`max_batch_tokens` tokens or its oldest request has waited `max_wait_s`; the batch then runs on
-the model thread (onnxruntime releases the GIL, so the loop keeps accepting requests meanwhile)
-and each request gets back its own rows. While one batch runs the next one fills, so under load
-batches form without waiting at all.
+its rows, and a single worker gathers queued requests into one batch while the batch, padded to its
+longest row, stays within `max_batch_tokens`, or until its oldest request has waited `max_wait_s`.
+The batch then runs on the model thread as one model call, exactly as gathered (onnxruntime
+releases the GIL, so the loop keeps accepting requests meanwhile), and each request gets back its
+own rows. While one batch runs the next one fills, so under load batches form without waiting.
 
 A request that fails inside a batch is retried alone, so one bad request fails only itself.
 
-A batch runs as model calls of at most `max_batch_tokens` tokens each (a request larger than that
-is split), and between calls the batch is dropped once every request in it is gone. So when the
+A request that alone is over `max_batch_tokens` runs as model calls within it (longest rows first,
+as `Encoder.encode` plans), and between calls it is dropped once its client is gone. So when the
 server gives up on its requests (a shutdown past its grace period cancels them), the model thread
 is free within one call, not after the whole of a request nobody will read.
 """
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ArgumentError, Overloaded, Stopping
+from .._batching import plan_batches
+from .._errors import Overloaded, Stopping
 
 Embeddings = npt.NDArray[np.float32]
 Rows = Sequence[Sequence[int]]
@@ -38,7 +39,8 @@ Rows = Sequence[Sequence[int]]
 
 @dataclass(frozen=True)
 class BatchStats:
-    """What one model call held; the server records it as metrics."""
+    """What one batch held (one model call, but for a request split because it alone is over the
+    token budget); the server records it as metrics. `tokens` are the rows' own, without padding."""
 
     requests: int
     texts: int
@@ -49,7 +51,8 @@ class BatchStats:
 @dataclass
 class _Job:
     rows: Rows
-    tokens: int
+    tokens: int  # without padding: usage and metrics
+    width: int  # the longest row: what the batch is padded to
     future: asyncio.Future[Embeddings]
     arrived: float = field(default_factory=time.perf_counter)
     # Set (on the event loop) once the future is done: before the batch's results are set that
@@ -62,15 +65,20 @@ class MicroBatcher:
 
     Args:
         tokenize: texts -> token id rows (thread-safe; runs on the tokenizer thread).
-        encode: token id rows -> embeddings, row for row (runs on the model thread).
+        encode: token id rows -> embeddings, row for row, in one model call of exactly these rows
+            padded to the longest (runs on the model thread).
         batching: False runs every request as its own model call (for comparison).
-        max_batch_tokens: a batch closes once it holds this many tokens; a larger request runs
-            alone, split into model calls of at most this many tokens.
+        max_batch_tokens: padded tokens (rows x longest row) per model call: a batch takes no
+            request that would carry it past this. A request over it alone runs by itself, in
+            several model calls within it (a row longer than the budget in a call of its own).
         max_wait_s: how long the oldest request in a forming batch may wait for company.
         max_queued: requests allowed to wait; one more gets `Overloaded` at once, rather than
             joining a queue that grows without bound while the model cannot keep up.
-        on_batch: called on the event loop after each model call.
+        on_batch: called on the event loop after each batch.
         on_queue: called with the number of requests waiting whenever it changes.
+
+    The limits have neither defaults nor checks here: the server passes its `ServerOptions`, which
+    hold both.
     """
 
     def __init__(
@@ -78,17 +86,13 @@ class MicroBatcher:
         tokenize: Callable[[list[str]], list[list[int]]],
         encode: Callable[[Rows], Embeddings],
         *,
-        batching: bool = True,
-        max_batch_tokens: int = 8192,
-        max_wait_s: float = 0.002,
-        max_queued: int = 1024,
+        batching: bool,
+        max_batch_tokens: int,
+        max_wait_s: float,
+        max_queued: int,
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
         on_queue: Callable[[int], None] = lambda _n: None,
     ) -> None:
-        if max_batch_tokens < 1:
-            raise ArgumentError("max_batch_tokens", f"must be at least 1, got {max_batch_tokens}")
-        if max_wait_s < 0:
-            raise ArgumentError("max_wait_s", f"must be at least 0, got {max_wait_s}")
         self._tokenize, self._encode = tokenize, encode
         self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
         self.max_queued = max_queued
@@ -136,7 +140,8 @@ class MicroBatcher:
         if len(self._pending) >= self.max_queued:
             raise Overloaded(f"{len(self._pending)} requests are already waiting for the model; "
                              "retry shortly")
-        job = _Job(rows, sum(map(len, rows)), asyncio.get_running_loop().create_future())
+        lengths = list(map(len, rows))
+        job = _Job(rows, sum(lengths), max(lengths, default=0), asyncio.get_running_loop().create_future())
         job.future.add_done_callback(lambda _: job.gone.set())
         self._pending.append(job)
         self._on_queue(len(self._pending))
@@ -177,21 +182,23 @@ class MicroBatcher:
                                       sum(j.tokens for j in batch), seconds))
 
     async def _gather(self) -> list[_Job]:
-        """Take jobs off the queue, oldest first, until the token budget or the oldest's wait
-        runs out. The budget is checked before adding, so a batch never exceeds it unless its
-        first job alone does."""
-        batch = [self._pending.popleft()]
-        tokens = batch[0].tokens
+        """Take jobs off the queue, oldest first, while the batch padded to its longest row stays
+        within the token budget, until the oldest's wait runs out. The budget is checked before
+        adding, so a batch is never over it unless its first job alone is."""
+        first = self._pending.popleft()
+        batch = [first]
         if not self.batching:
             return batch
-        deadline = batch[0].arrived + self.max_wait_s
+        count, width = len(first.rows), first.width
+        deadline = first.arrived + self.max_wait_s
         while True:
             if self._pending:
-                if tokens + self._pending[0].tokens > self.max_batch_tokens:
+                job = self._pending[0]
+                if (count + len(job.rows)) * max(width, job.width) > self.max_batch_tokens:
                     return batch
-                job = self._pending.popleft()
+                self._pending.popleft()
                 batch.append(job)
-                tokens += job.tokens
+                count, width = count + len(job.rows), max(width, job.width)
                 continue
             left = deadline - time.perf_counter()
             if left <= 0:
@@ -206,7 +213,7 @@ class MicroBatcher:
         """On the model thread: the whole batch at once, split back per job (None for a job that
         was cancelled meanwhile). If it fails, each job runs alone, so only the job that cannot be
         encoded gets the error."""
-        rows = [row for job in batch for row in job.rows]
+        rows = batch[0].rows if len(batch) == 1 else [row for job in batch for row in job.rows]
         try:
             vectors = self._encode_while_wanted(rows, batch)
         except Exception as exc:
@@ -215,6 +222,8 @@ class MicroBatcher:
             return [self._encode_one(job) for job in batch]
         if vectors is None:
             return [None] * len(batch)
+        if len(batch) == 1:
+            return [vectors]
         bounds = np.cumsum([0] + [len(job.rows) for job in batch])
         return [vectors[a:b] for a, b in itertools.pairwise(bounds)]
 
@@ -225,18 +234,20 @@ class MicroBatcher:
             return exc
 
     def _encode_while_wanted(self, rows: Rows, jobs: list[_Job]) -> Embeddings | None:
-        """`rows` in model calls of at most `max_batch_tokens` tokens (a longer row alone), or
-        None as soon as every one of `jobs` is gone."""
-        bounds, tokens = [0], 0
-        for i, row in enumerate(rows):
-            if tokens and tokens + len(row) > self.max_batch_tokens:
-                bounds.append(i)
-                tokens = 0
-            tokens += len(row)
-        bounds.append(len(rows))
-        pieces = []
-        for a, b in itertools.pairwise(bounds):
+        """`rows` in one model call, or, when they are over `max_batch_tokens` padded (only a
+        request that alone is over it gets here), in calls of at most that many, longest rows
+        first; None as soon as every one of `jobs` is gone."""
+        width = max(job.width for job in jobs)
+        if len(rows) * width <= self.max_batch_tokens or len(rows) == 1:  # what _gather formed
+            return None if all(job.gone.is_set() for job in jobs) else self._encode(rows)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        order, pieces = [], []
+        for idx in plan_batches(lengths, len(rows), self.max_batch_tokens):
             if all(job.gone.is_set() for job in jobs):
                 return None
-            pieces.append(self._encode(rows[a:b]))
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            pieces.append(self._encode([rows[i] for i in idx]))
+            order.append(idx)
+        vectors = np.concatenate(pieces)
+        out = np.empty_like(vectors)
+        out[np.concatenate(order)] = vectors
+        return out

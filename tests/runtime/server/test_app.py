@@ -8,13 +8,16 @@ import base64
 import json
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from fusembed import Encoder
-from fusembed.server import Limits, ServerOptions, begin_shutdown, create_app
+from fusembed import ArgumentError, Encoder, _encoder
+from fusembed._batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS
+from fusembed._text import surrogate_at
+from fusembed.server import Limits, ServerOptions, _protocol, begin_shutdown, create_app
 
 from .conftest import asgi_client, call
 
@@ -227,11 +230,119 @@ def test_random_payloads_never_get_a_500(encoder: Encoder, model: str) -> None:
     assert statuses <= {200, 400, 404}, statuses
 
 
+def test_each_text_is_checked_once(encoder: Encoder, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocol layer checks every text (type, lone surrogates, length); the Encoder's own
+    checks, for library callers, do not run again on the server's path."""
+    texts = ["café au lait", "plain words", "naïve"]
+    direct = encoder.encode(texts)
+    checked: Counter[str] = Counter()
+
+    def counting_surrogate_at(text: str) -> int | None:
+        checked[text] += 1
+        return surrogate_at(text)
+
+    def not_on_the_server_path(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the server ran a check of the Encoder's")
+
+    monkeypatch.setattr(_protocol, "surrogate_at", counting_surrogate_at)
+    monkeypatch.setattr(_encoder, "surrogate_at", counting_surrogate_at)
+    monkeypatch.setattr(_encoder, "_check_texts", not_on_the_server_path)
+    for name in ("tokenize", "encode_tokens", "encode"):
+        monkeypatch.setattr(Encoder, name, not_on_the_server_path)
+    good, bad = call(
+        encoder,
+        [
+            ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts}}),
+            # json.dumps escapes the lone surrogate as JSON may ("\\ud800"); httpx's json= cannot send it
+            ("POST", "/v1/embeddings",
+             {"content": json.dumps({"model": model, "input": ["fine", "caf\u00e9 \ud800"]}).encode()}),
+        ],
+    )
+    assert good.status_code == 200, good.text
+    np.testing.assert_allclose([d["embedding"] for d in good.json()["data"]], direct, atol=1e-5)
+    assert bad.status_code == 400 and "lone surrogate at position 5" in bad.json()["error"]["message"]
+    assert checked == Counter({**dict.fromkeys(texts, 1), "fine": 1, "caf\u00e9 \ud800": 1})
+
+
+def test_gathered_requests_run_as_one_model_call_within_max_batch_tokens(
+    encoder: Encoder, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-batch-tokens alone decides what one model call sees: every call the session runs is
+    one batch of the batcher's (as /metrics counts them), padded within the budget, and a batch
+    of more texts than Encoder.encode's batch_size is not split again."""
+    candidates = [f"{n} people live in London" for n in range(300)]
+    lengths = [len(row) for row in encoder.tokenize(candidates)]
+    width = max(set(lengths), key=lengths.count)
+    texts = [t for t, n in zip(candidates, lengths, strict=True) if n == width][:96]
+    assert len(texts) == 96
+    per_call = DEFAULT_BATCH_SIZE + 8
+    budget = per_call * width
+    direct = encoder.encode(texts)
+    shapes: list[tuple[int, ...]] = []
+    run = encoder._session.run
+
+    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
+        shapes.append(feeds["input_ids"].shape)
+        return run(outputs, feeds, *args)
+
+    monkeypatch.setattr(encoder._session, "run", spy)
+
+    async def main() -> tuple[list[httpx.Response], str]:
+        options = ServerOptions(max_batch_tokens=budget, max_wait_ms=500)
+        async with asgi_client(encoder, options) as client:
+            responses = await asyncio.gather(
+                *(client.post("/v1/embeddings", json={"model": model, "input": t}) for t in texts)
+            )
+            return list(responses), (await client.get("/metrics")).text
+
+    responses, metrics = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * 96
+    got = np.asarray([r.json()["data"][0]["embedding"] for r in responses], dtype=np.float32)
+    np.testing.assert_allclose(got, direct, atol=1e-5)
+    assert all(rows * cols <= budget for rows, cols in shapes), shapes
+    assert all(cols == width for _, cols in shapes)  # padded to the batch's longest row, no wider
+    assert sum(rows for rows, _ in shapes) == 96  # every text once: the model saw exactly these rows
+    assert f"fusembed_batch_requests_count {float(len(shapes))}" in metrics  # a batch is one call
+    assert max(rows for rows, _ in shapes) == per_call > DEFAULT_BATCH_SIZE  # not re-split into 32s
+
+
+def test_one_default_token_budget_per_model_call() -> None:
+    import inspect
+
+    assert ServerOptions().max_batch_tokens == DEFAULT_MAX_TOKENS
+    for method in (Encoder.encode, Encoder.encode_tokens):
+        parameters = inspect.signature(method).parameters
+        assert parameters["max_tokens"].default == DEFAULT_MAX_TOKENS
+        assert parameters["batch_size"].default == DEFAULT_BATCH_SIZE
+
+
+@pytest.mark.parametrize(
+    ("make", "param"),
+    [
+        (lambda: ServerOptions(max_batch_tokens=0), "max_batch_tokens"),
+        (lambda: ServerOptions(max_batch_tokens=2.5), "max_batch_tokens"),
+        (lambda: ServerOptions(max_queued=0), "max_queued"),
+        (lambda: ServerOptions(max_queued=True), "max_queued"),
+        (lambda: ServerOptions(max_wait_ms=-1), "max_wait_ms"),
+        (lambda: ServerOptions(max_wait_ms=float("nan")), "max_wait_ms"),
+        (lambda: ServerOptions(max_wait_ms="2"), "max_wait_ms"),
+        (lambda: ServerOptions(limits={"max_inputs": 3}), "limits"),
+        (lambda: Limits(max_inputs=0), "max_inputs"),
+        (lambda: Limits(max_input_chars=-5), "max_input_chars"),
+        (lambda: Limits(max_body_bytes=1.5), "max_body_bytes"),
+    ],
+)
+def test_bad_options_name_the_option(make, param: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ArgumentError) as caught:
+        make()
+    assert caught.value.param == param and param in str(caught.value)
+
+
 def test_overload_is_503_for_the_extra_request_only(tiny_bundle: Path, model: str) -> None:
     class SlowEncoder(Encoder):
-        def encode_tokens(self, rows, **kwargs):  # type: ignore[no-untyped-def,override]
+        def _encode_batch(self, rows):  # type: ignore[no-untyped-def]
             time.sleep(0.2)
-            return super().encode_tokens(rows, **kwargs)
+            return super()._encode_batch(rows)
 
     async def main() -> list[httpx.Response]:
         options = ServerOptions(batching=False, max_queued=1)
@@ -253,10 +364,10 @@ class SlowEncoder(Encoder):
 
     calls = 0
 
-    def encode_tokens(self, rows, **kwargs):  # type: ignore[no-untyped-def,override]
+    def _encode_batch(self, rows):  # type: ignore[no-untyped-def]
         self.calls += 1
         time.sleep(0.3)
-        return super().encode_tokens(rows, **kwargs)
+        return super()._encode_batch(rows)
 
 
 def test_after_begin_shutdown_new_requests_get_503_and_in_flight_ones_finish(

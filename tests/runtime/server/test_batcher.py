@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
 from fusembed import Overloaded, Stopping
+from fusembed.server import ServerOptions
 from fusembed.server._batcher import BatchStats, MicroBatcher
 
 
@@ -39,12 +40,25 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+def batcher_for(
+    model: FakeModel, tokenize: Callable[[list[str]], list[list[int]]] | None = None, **overrides: object
+) -> MicroBatcher:
+    """A batcher over `model` as the server builds one with default `ServerOptions`, but for
+    `overrides` (and `tokenize`, when given)."""
+    defaults = ServerOptions()
+    settings: dict[str, object] = {
+        "batching": defaults.batching, "max_batch_tokens": defaults.max_batch_tokens,
+        "max_wait_s": defaults.max_wait_ms / 1000, "max_queued": defaults.max_queued,
+    }
+    return MicroBatcher(tokenize or model.tokenize, model.encode, **{**settings, **overrides})  # type: ignore[arg-type]
+
+
 def test_concurrent_requests_share_one_model_call_and_get_their_own_rows() -> None:
     model = FakeModel()
     stats: list[BatchStats] = []
 
     async def main() -> list[np.ndarray]:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05, on_batch=stats.append)
+        batcher = batcher_for(model, max_wait_s=0.05, on_batch=stats.append)
         await batcher.start()
         rows = [[[i, 1, 1]] * (i % 3 + 1) for i in range(10)]
         out = await asyncio.gather(*(batcher.embed(r) for r in rows))
@@ -64,7 +78,7 @@ def test_batching_off_runs_each_request_alone() -> None:
     model = FakeModel()
 
     async def main() -> None:
-        batcher = MicroBatcher(model.tokenize, model.encode, batching=False, max_wait_s=0.05)
+        batcher = batcher_for(model, batching=False, max_wait_s=0.05)
         await batcher.start()
         await asyncio.gather(*(batcher.embed([[i]]) for i in range(6)))
         await batcher.stop()
@@ -77,7 +91,7 @@ def test_token_budget_closes_a_batch() -> None:
     model = FakeModel()
 
     async def main() -> None:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=10, max_wait_s=0.05)
+        batcher = batcher_for(model, max_batch_tokens=10, max_wait_s=0.05)
         await batcher.start()
         # 4 requests of 4 tokens: at most two fit a 10-token batch; one of 12 runs alone.
         await asyncio.gather(*(batcher.embed([[i] * 4]) for i in range(4)), batcher.embed([[9] * 12]))
@@ -92,7 +106,7 @@ def test_a_lone_request_waits_at_most_max_wait() -> None:
     model = FakeModel()
 
     async def main() -> float:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.2)
+        batcher = batcher_for(model, max_wait_s=0.2)
         await batcher.start()
         started = time.perf_counter()
         await batcher.embed([[1]])
@@ -107,7 +121,7 @@ def test_a_failing_request_fails_alone() -> None:
     model = FakeModel()
 
     async def main() -> list[object]:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05)
+        batcher = batcher_for(model, max_wait_s=0.05)
         await batcher.start()
         out = await asyncio.gather(
             batcher.embed([[1]]), batcher.embed([[666]]), batcher.embed([[3], [4]]), return_exceptions=True
@@ -125,7 +139,7 @@ def test_a_cancelled_request_leaves_its_batch_intact() -> None:
     model = FakeModel(delay=0.1)
 
     async def main() -> list[np.ndarray]:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_wait_s=0.05)
+        batcher = batcher_for(model, max_wait_s=0.05)
         await batcher.start()
         tasks = [asyncio.create_task(batcher.embed([[i]])) for i in range(8)]
         await asyncio.sleep(0.08)  # the batch is running now
@@ -149,7 +163,7 @@ def test_stop_finishes_queued_requests() -> None:
     model = FakeModel(delay=0.05)
 
     async def main() -> list[np.ndarray]:
-        batcher = MicroBatcher(model.tokenize, model.encode, batching=False)
+        batcher = batcher_for(model, batching=False)
         await batcher.start()
         tasks = [asyncio.create_task(batcher.embed([[i]])) for i in range(5)]
         await asyncio.sleep(0.01)
@@ -168,7 +182,7 @@ def test_tokenize_runs_off_the_event_loop() -> None:
         return model.tokenize(texts)
 
     async def main() -> list[list[int]]:
-        batcher = MicroBatcher(tokenize, model.encode)
+        batcher = batcher_for(model, tokenize)
         rows = await batcher.tokenize(["1 2", "3"])
         await batcher.stop()
         return rows
@@ -181,7 +195,7 @@ def test_embed_before_start_is_an_error() -> None:
     model = FakeModel()
 
     async def main() -> None:
-        batcher = MicroBatcher(model.tokenize, model.encode)
+        batcher = batcher_for(model)
         with pytest.raises(RuntimeError, match="start"):
             await batcher.embed([[1]])
         await batcher.stop()
@@ -193,7 +207,7 @@ def test_a_full_queue_refuses_at_once() -> None:
     model = FakeModel(delay=0.2)
 
     async def main() -> list[object]:
-        batcher = MicroBatcher(model.tokenize, model.encode, batching=False, max_queued=2)
+        batcher = batcher_for(model, batching=False, max_queued=2)
         await batcher.start()
         first = asyncio.create_task(batcher.embed([[0]]))
         await asyncio.sleep(0.05)  # the first request is on the model; the next two wait
@@ -212,7 +226,7 @@ def test_a_request_over_the_token_budget_runs_in_calls_within_it() -> None:
     model = FakeModel()
 
     async def main() -> np.ndarray:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=10)
+        batcher = batcher_for(model, max_batch_tokens=10)
         await batcher.start()
         out = await batcher.embed([[i] * (i % 3 + 1) for i in range(12)] + [[99] * 11])
         await batcher.stop()
@@ -221,9 +235,52 @@ def test_a_request_over_the_token_budget_runs_in_calls_within_it() -> None:
     out = run(main())
     assert out[:, 0].tolist() == [*range(12), 99]
     assert out[:, 1].tolist() == [i % 3 + 1 for i in range(12)] + [11]
-    # Rows in order, each call within 10 tokens (the next row would pass it), but for the row
-    # that alone is over.
-    assert [sum(map(len, call)) for call in model.calls] == [9, 10, 5, 11]
+    # Longest rows first, as Encoder.encode plans: each call within 10 tokens padded to its longest
+    # row (the next row would pass it), but for the row that alone is over; every row once.
+    shapes = [(len(call), max(map(len, call))) for call in model.calls]
+    assert shapes == [(1, 11), (3, 3), (3, 3), (5, 2), (1, 1)]
+    assert sorted(row[0] for call in model.calls for row in call) == [*range(12), 99]
+
+
+def test_what_the_batcher_gathers_is_one_model_call_within_the_padded_budget() -> None:
+    """The budget counts padded tokens, rows x the longest row, as the model sees them; requests
+    run in the order they came, as one call holding exactly their rows."""
+    model = FakeModel()
+    stats: list[BatchStats] = []
+    requests = [
+        [[1] * 4] * 3,  # 3 rows of 4: 12 padded tokens
+        [[2] * 8],  # with it: 4 rows of 8 = 32
+        [[3] * 2] * 2,  # would make 6 x 8 = 48 > 40 (though only 24 unpadded): the next batch
+        [[4] * 8],  # with it: 3 x 8 = 24
+    ]
+
+    async def main() -> list[np.ndarray]:
+        batcher = batcher_for(model, max_batch_tokens=40, max_wait_s=0.05, on_batch=stats.append)
+        await batcher.start()
+        out = await asyncio.gather(*(batcher.embed(rows) for rows in requests))
+        await batcher.stop()
+        return out
+
+    out = run(main())
+    assert model.calls == [requests[0] + requests[1], requests[2] + requests[3]]
+    assert [len(call) * max(map(len, call)) for call in model.calls] == [32, 24]
+    assert [(s.requests, s.texts, s.tokens) for s in stats] == [(2, 4, 20), (2, 3, 12)]
+    assert [v[:, 0].tolist() for v in out] == [[1, 1, 1], [2], [3, 3], [4]]
+
+
+def test_many_small_requests_are_not_split_below_the_budget() -> None:
+    """No second planner with limits of its own: 100 one-row requests that fit the budget are one
+    model call of 100 rows (Encoder.encode would run 32 texts per call)."""
+    model = FakeModel()
+
+    async def main() -> None:
+        batcher = batcher_for(model, max_batch_tokens=400, max_wait_s=0.05)
+        await batcher.start()
+        await asyncio.gather(*(batcher.embed([[i, 0, 0, 0]]) for i in range(100)))
+        await batcher.stop()
+
+    run(main())
+    assert [[row[0] for row in call] for call in model.calls] == [list(range(100))]
 
 
 def test_a_request_cancelled_while_it_runs_stops_using_the_model() -> None:
@@ -232,7 +289,7 @@ def test_a_request_cancelled_while_it_runs_stops_using_the_model() -> None:
     model = FakeModel(delay=0.2)
 
     async def main() -> float:
-        batcher = MicroBatcher(model.tokenize, model.encode, max_batch_tokens=1)  # a call per row
+        batcher = batcher_for(model, max_batch_tokens=1)  # a call per row
         await batcher.start()
         task = asyncio.create_task(batcher.embed([[i] for i in range(10)]))
         await asyncio.sleep(0.1)  # the first call is running
@@ -248,7 +305,7 @@ def test_requests_during_or_after_stop_are_refused() -> None:
     model = FakeModel(delay=0.2)
 
     async def main() -> tuple[np.ndarray, list[BaseException]]:
-        batcher = MicroBatcher(model.tokenize, model.encode, batching=False)
+        batcher = batcher_for(model, batching=False)
         await batcher.start()
         first = asyncio.create_task(batcher.embed([[1]]))
         await asyncio.sleep(0.05)
