@@ -1,30 +1,27 @@
 """Streaming readers for corpus files: one `Row` per input row, read lazily, never the whole file.
 
-Every input row comes out exactly once, either with its text or with the reason it cannot be
-embedded (`problem`): an empty text, bytes that are not UTF-8, a line that is not JSON, a missing
-or non-string field. Deciding what to do with those is the caller's policy, not the reader's.
+Every input row comes out exactly once, in order, either with its text or with the reason it
+cannot be embedded; the reasons are decided in `_rows`, the one rule both corpus runs share.
+Deciding what to do with a bad row is the caller's policy, not the reader's.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-from .._errors import InputError
-from .._text import surrogate_at
+from .._errors import ArgumentError, InputError
+from ._rows import Row, json_row, parquet_row, text_row
 
 InputFormat = Literal["text", "jsonl", "parquet"]
 _BY_SUFFIX: dict[str, InputFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
-class Row(NamedTuple):
-    row: int  # 0-based position in the input
-    id: object  # the id field's value, or `row` when the input has no id field
-    text: str | None
-    problem: str | None  # why this row cannot be embedded; None when it can
+def format_of(path: Path) -> InputFormat:
+    """The input format a file's suffix names; anything else is text, one document per line."""
+    return _BY_SUFFIX.get(path.suffix.lower(), "text")
 
 
 @dataclass(frozen=True)
@@ -39,12 +36,18 @@ class Source:
     @classmethod
     def open(cls, path: Path, *, format: InputFormat | None = None, text_field: str = "text",
              id_field: str | None = None) -> Source:
-        """Check the file can be read and, for Parquet, that the named columns exist."""
+        """Check the file can be read and, for Parquet, that the named columns exist.
+
+        Raises:
+            InputError: the file is missing, unreadable, or (Parquet) lacks a named column.
+            ArgumentError: `id_field` for a text file, whose ids are its row numbers.
+        """
         if not path.is_file():
             raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-        chosen = format or _BY_SUFFIX.get(path.suffix.lower(), "text")
+        chosen = format or format_of(path)
         if chosen == "text" and id_field is not None:
-            raise InputError("--id-field needs JSONL or Parquet input; a text file's ids are its row numbers")
+            raise ArgumentError("id_field", f"needs JSONL or Parquet input; {path} is read as text, "
+                                "whose ids are its row numbers")
         source = cls(path, chosen, text_field, id_field)
         try:
             with path.open("rb") as fh:
@@ -74,7 +77,18 @@ class Source:
             return self._parquet_rows()
         return self._line_rows()
 
-    def _parquet(self) -> Any:  # a pyarrow.parquet.ParquetFile; pyarrow is an optional dependency
+    def id_type(self) -> Any:  # a pyarrow.DataType; pyarrow is an optional dependency
+        """The Arrow type of the output's id column: the row number (int64) without an id field,
+        a string for JSONL (where ids are written as strings), the column's own type for Parquet."""
+        import pyarrow as pa
+
+        if self.id_field is None:
+            return pa.int64()
+        if self.format == "jsonl":
+            return pa.string()
+        return self._parquet().schema_arrow.field(self.id_field).type
+
+    def _parquet(self) -> Any:  # a pyarrow.parquet.ParquetFile
         import pyarrow.parquet as pq
 
         try:
@@ -86,33 +100,10 @@ class Source:
         with self.path.open("rb") as fh:
             for number, raw in enumerate(fh):
                 line = raw.rstrip(b"\n").rstrip(b"\r")
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield Row(number, number, None, f"not valid UTF-8 (byte {exc.start})")
-                    continue
                 if self.format == "text":
-                    yield Row(number, number, text, None if text.strip() else "empty text")
+                    yield text_row(number, number, line, self.text_field)
                 else:
-                    yield self._json_row(number, text)
-
-    def _json_row(self, number: int, line: str) -> Row:
-        if not line.strip():
-            return Row(number, number, None, "empty line")
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            return Row(number, number, None, f"not valid JSON ({exc.msg})")
-        if not isinstance(record, dict):
-            return Row(number, number, None, "not a JSON object")
-        row_id: object = number
-        if self.id_field is not None:
-            value = record.get(self.id_field)
-            if isinstance(value, bool) or not isinstance(value, (str, int)):
-                why = "missing" if value is None else f"a {type(value).__name__}, not a string or integer"
-                return Row(number, number, None, f"id field {self.id_field!r} is {why}")
-            row_id = str(value)
-        return _checked(number, row_id, record.get(self.text_field, _MISSING), self.text_field)
+                    yield json_row(number, line, self.text_field, self.id_field)
 
     def _parquet_rows(self) -> Iterator[Row]:
         columns = [self.text_field] + ([self.id_field] if self.id_field else [])
@@ -122,30 +113,5 @@ class Source:
             ids = batch.column(self.id_field).to_pylist() if self.id_field else None
             for i, value in enumerate(texts):
                 row_id = ids[i] if ids is not None else number
-                if row_id is None:
-                    yield Row(number, number, None, f"id column {self.id_field!r} is null")
-                else:
-                    yield _checked(number, row_id, value, self.text_field)
+                yield parquet_row(number, row_id, value, self.text_field, self.id_field)
                 number += 1
-
-
-_MISSING = object()
-
-
-def _checked(number: int, row_id: object, value: object, field: str) -> Row:
-    if value is _MISSING:
-        return Row(number, row_id, None, f"no field {field!r}")
-    if isinstance(value, bytes):  # a Parquet binary column: text only if it is UTF-8
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Row(number, row_id, None, f"not valid UTF-8 (byte {exc.start})")
-    if value is None:
-        return Row(number, row_id, None, f"field {field!r} is null")
-    if not isinstance(value, str):
-        return Row(number, row_id, None, f"field {field!r} is a {type(value).__name__}, not a string")
-    if not value.strip():
-        return Row(number, row_id, None, "empty text")
-    if (at := surrogate_at(value)) is not None:  # JSON's "\ud800" escape decodes to one
-        return Row(number, row_id, None, f"not valid Unicode (a lone surrogate at position {at})")
-    return Row(number, row_id, value, None)

@@ -4,6 +4,7 @@ bad rows fail or are listed; a killed run resumes without redoing finished shard
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fusembed import Encoder, InputError
+from fusembed import ArgumentError, Encoder, InputError
 from fusembed._bench import builtin_texts
 from fusembed.corpus import CorpusOptions, Source, embed_corpus, read_bad_rows
 
@@ -71,7 +72,7 @@ def test_bad_rows_fail_then_a_rerun_with_skip_lists_them(tmp_path: Path, encoder
     path = tmp_path / "docs.txt"
     path.write_bytes("\n".join(lines[:40]).encode() + b"\n\xc3\x28 broken\n" + "\n".join(lines[41:]).encode())
     out = tmp_path / "out"
-    with pytest.raises(InputError, match=r"row 31 \(id 31\): empty text.*--on-bad-row skip"):
+    with pytest.raises(InputError, match=r"row 31 \(id 31\): empty text.*on_bad_row='skip'"):
         embed_corpus(Source.open(path), out, encoder, CorpusOptions(shard_rows=30, chunk_rows=8))
     assert [p.name for p in out.glob("part-*")] == ["part-00000.parquet"]  # rows 0-29 were fine: kept
 
@@ -146,7 +147,7 @@ def test_output_of_another_format_version_is_refused(tmp_path: Path, encoder: En
     embed_corpus(Source.open(path), out, encoder)
     manifest = json.loads((out / "_manifest.json").read_text())
     (out / "_manifest.json").write_text(json.dumps({**manifest, "version": 1}))
-    with pytest.raises(InputError, match=r"another output format .* --overwrite"):
+    with pytest.raises(InputError, match=r"another output format .* overwrite=True"):
         embed_corpus(Source.open(path), out, encoder)
     assert embed_corpus(Source.open(path), out, encoder, CorpusOptions(overwrite=True)).rows_written == 2
 
@@ -206,8 +207,22 @@ def test_output_dir_guards(tmp_path: Path, encoder: Encoder) -> None:
     with pytest.raises(InputError, match="not a fusembed corpus"):
         embed_corpus(Source.open(path), foreign, encoder, CorpusOptions(overwrite=True))
     assert (foreign / "notes.txt").read_text() == "keep me"
-    with pytest.raises(InputError, match="shard_rows must be a positive int"):
-        embed_corpus(Source.open(path), tmp_path / "x", encoder, CorpusOptions(shard_rows=0))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("shard_rows", 0, "shard_rows must be a positive int, got 0"),
+        ("chunk_rows", 2.5, "chunk_rows must be a positive int, got 2.5"),
+        ("batch_size", True, "batch_size must be a positive int, got True"),
+        ("on_bad_row", "drop", "on_bad_row must be 'fail' or 'skip', got 'drop'"),
+    ],
+)
+def test_options_are_checked_when_made(field: str, value: object, message: str) -> None:
+    with pytest.raises(ArgumentError, match=re.escape(message)) as caught:
+        CorpusOptions(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.param == field
 
 
 def test_empty_input_writes_an_empty_complete_run(tmp_path: Path, encoder: Encoder) -> None:
@@ -222,7 +237,6 @@ def test_empty_input_writes_an_empty_complete_run(tmp_path: Path, encoder: Encod
     ("extra", "code", "message"),
     [
         ([], 2, "--bundle"),
-        (["--bundle", "BUNDLE", "--ray"], 1, "--ray needs JSONL or Parquet input with --id-field"),
         (["--bundle", "BUNDLE", "--shard-rows", "0"], 2, "--shard-rows"),
         (["--bundle", "no/such/bundle"], 1, "no/such/bundle"),
     ],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fusembed import InputError
+from fusembed import ArgumentError, InputError
 from fusembed.corpus import Source
 
 
@@ -23,8 +23,8 @@ def test_text_lines(tmp_path: Path) -> None:
     assert source.format == "text" and source.count_rows() == 5
     assert rows(source) == [
         (0, 0, "first doc", None),
-        (1, 1, "", "empty text"),
-        (2, 2, "   ", "empty text"),
+        (1, 1, None, "empty text"),
+        (2, 2, None, "empty text"),
         (3, 3, None, "not valid UTF-8 (byte 4)"),
         (4, 4, "last without newline", None),
     ]
@@ -40,7 +40,10 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
         {"id": [1], "text": "list id"},
         {"id": "d", "text": None},
     ]
-    tail = '\nnot json\n\n[1, 2]\n{"id": "e", "text": "x\\ud800"}\n'  # a JSON escape of a lone surrogate
+    tail = (
+        '\nnot json\n\n[1, 2]\n{"id": "e", "text": "x\\ud800"}\n'  # a JSON escape of a lone surrogate
+        '{"id": "\\udc00f", "text": "x"}\n{"id": "g", "text": "  "}\n'
+    )
     path.write_text("\n".join(json.dumps(x) for x in lines) + tail)
     got = rows(Source.open(path, id_field="id"))
     assert got[0] == (0, "a", "alpha", None)
@@ -52,7 +55,27 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
     assert got[6][3].startswith("not valid JSON") and got[7][3] == "empty line"
     assert got[8][3] == "not a JSON object"
     assert got[9][3] == "not valid Unicode (a lone surrogate at position 1)"
-    assert [r[0] for r in got] == list(range(10))
+    assert got[10] == (10, 10, None, "id field 'id' is not valid Unicode (a lone surrogate at position 0)")
+    assert got[11] == (11, "g", None, "empty text")
+    assert [r[0] for r in got] == list(range(12))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("docs.txt", {}, pa.int64()),
+        ("docs.jsonl", {"id_field": "key"}, pa.string()),  # JSONL ids are written as strings
+        ("docs.parquet", {"id_field": "key"}, pa.int32()),  # Parquet ids keep their column's type
+        ("docs.parquet", {}, pa.int64()),
+    ],
+)
+def test_the_id_type_of_the_output(
+    tmp_path: Path, name: str, kwargs: dict[str, str], expected: object
+) -> None:
+    (tmp_path / "docs.txt").write_text("a\n")
+    (tmp_path / "docs.jsonl").write_text('{"key": 1, "text": "a"}\n')
+    pq.write_table(pa.table({"key": pa.array([1], pa.int32()), "text": ["a"]}), tmp_path / "docs.parquet")
+    assert Source.open(tmp_path / name, **kwargs).id_type() == expected  # type: ignore[arg-type]
 
 
 def test_jsonl_without_id_field_uses_row_numbers(tmp_path: Path) -> None:
@@ -87,7 +110,6 @@ def test_parquet_columns_nulls_and_binary(tmp_path: Path) -> None:
         ("missing.txt", None, {}, "no such file"),
         ("docs.parquet", b"not parquet at all", {}, "not a readable Parquet file"),
         ("ok.parquet", "table", {"text_field": "nope"}, "no column 'nope'"),
-        ("docs.txt", b"x\n", {"id_field": "id"}, "--id-field needs JSONL or Parquet"),
     ],
 )
 def test_unreadable_inputs(
@@ -100,6 +122,15 @@ def test_unreadable_inputs(
         path.write_bytes(content)
     with pytest.raises(InputError, match=message):
         Source.open(path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_an_id_field_needs_jsonl_or_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_bytes(b"x\n")
+    with pytest.raises(ArgumentError, match=r"^id_field needs JSONL or Parquet input; .*docs.txt is read as "
+                       "text") as caught:
+        Source.open(path, id_field="id")
+    assert caught.value.param == "id_field"
 
 
 def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
