@@ -1,16 +1,9 @@
 """Measure one embedding engine in a process of its own and print one JSON object on stdout.
 
 `benchmarks/compare.py` runs this once per engine and model, each in a fresh process, so every
-engine gets the same cold start and its own peak RSS. Engines:
-
-    st-torch        sentence-transformers on torch (CPU), torch.set_num_threads(threads)
-    st-onnx-fp32    sentence-transformers' ONNX backend (optimum export of the model, unoptimised)
-    st-onnx-int8    the same backend with sentence-transformers' avx512_vnni dynamic int8 model
-    st-onnx-int8-avx2  the same with its avx2 preset (u8 weights, per-tensor activations)
-    fastembed       fastembed on the st-onnx-fp32 export, mean pooling / normalisation from the model
-    fusembed-fp32   fusembed Encoder on a bundle, precision="fp32"
-    fusembed-int8   fusembed Encoder on a bundle, precision="int8"
-    fusembed-auto   fusembed Encoder on a bundle, precision="auto" (what a user gets by default)
+engine gets the same cold start and its own peak RSS. The engines (`--engine`) and how each is
+loaded are in `engine_adapters.py`; the model's own figures and the local ONNX export in
+`model_folder.py`; the timing loops in `harness.py`.
 
 The ONNX engines need a local export (no hub): `--prepare` makes it once under --onnx-dir (a copy
 of MODEL_DIR with onnx/model.onnx, onnx/model_qint8_avx512_vnni.onnx and a fastembed/ folder) and
@@ -43,377 +36,59 @@ engine in turn, round after round, so a slower or faster spell of a shared host 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.metadata
 import json
 import os
 import platform
-import re
-import resource
-import shutil
-import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2", "fastembed", "fusembed-fp32",
-           "fusembed-int8", "fusembed-auto")
-# the names export_dynamic_quantized_onnx_model writes for its avx512_vnni and avx2 presets
-INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"
-INT8_AVX2_FILE = "onnx/model_quint8_avx2.onnx"
+from engine_adapters import ENGINES, Engine, EngineError, load
+from harness import (
+    batch1_ms,
+    best_pass_seconds,
+    go_offline,
+    package_versions,
+    pass_seconds,
+    peak_rss_mb,
+    percentiles,
+    process_age_s,
+)
+from model_folder import ModelFolderError, count_tokens, max_seq_length, prepare
+
 VECTORS_KEPT = 64
-
-Encode = Callable[[list[str], int], Any]  # (texts, batch_size) -> (n, dim) float array
-
-
-@dataclass
-class Engine:
-    encode: Encode
-    import_s: float
-    load_s: float
-    packages: list[str]
-    notes: list[str] = field(default_factory=list)
-    precision: str = ""  # the fusembed variant that ran (what "auto" chose)
+WARMUP_CALLS = 10
 
 
-class EngineError(RuntimeError):
-    """The engine cannot run here (missing package, bundle or export): reported as JSON."""
-
-
-# --- the model's own figures (read from its files, the same for every engine) ---
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def max_seq_length(model_dir: Path) -> int:
-    """The truncation length sentence-transformers uses for this model."""
-    configured = read_json(model_dir / "sentence_bert_config.json").get("max_seq_length")
-    if configured:
-        return int(configured)
-    # what sentence-transformers falls back to when the model does not say
-    limits = [read_json(model_dir / "tokenizer_config.json").get("model_max_length"),
-              read_json(model_dir / "config.json").get("max_position_embeddings")]
-    return min(int(x) for x in limits if isinstance(x, int) and 0 < x < 10**9)
-
-
-def pooling_of(model_dir: Path) -> tuple[str, bool, int]:
-    """(pooling mode, normalised, dim) from modules.json and the Pooling module's config."""
-    modules = json.loads((model_dir / "modules.json").read_text(encoding="utf-8"))
-    pool_path = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
-    config = read_json(model_dir / pool_path / "config.json")
-    modes = [k.removeprefix("pooling_mode_").removesuffix("_token").removesuffix("_tokens")
-             for k, v in config.items() if k.startswith("pooling_mode_") and v is True]
-    if len(modes) != 1:
-        raise EngineError(f"pooling config {model_dir / pool_path} has modes {modes}; expected exactly one")
-    normalized = any(m["type"].endswith(".Normalize") for m in modules)
-    return modes[0], normalized, int(config["word_embedding_dimension"])
-
-
-def count_tokens(model_dir: Path, texts: list[str]) -> int:
-    """Non-padding tokens ([CLS] and [SEP] included) after truncation at max_seq_length."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_padding()  # the model's tokenizer.json pads to a fixed 128: we count real tokens
-    tokenizer.enable_truncation(max_seq_length(model_dir))
-    return sum(len(e.ids) for e in tokenizer.encode_batch(texts))
-
-
-# --- the local ONNX export shared by st-onnx-* and fastembed ---
-
-def prepared_dir(model_dir: Path, onnx_dir: Path) -> Path:
-    """Where the export of `model_dir` lives: readable name plus a hash of the full path."""
-    resolved = model_dir.resolve()
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{resolved.parent.name}-{resolved.name}")
-    return onnx_dir / f"{readable}-{hashlib.sha1(str(resolved).encode()).hexdigest()[:8]}"
-
-
-def is_prepared(target: Path) -> bool:
-    return all((target / f).is_file()
-               for f in ("onnx/model.onnx", INT8_FILE, INT8_AVX2_FILE, "fastembed/onnx/model.onnx"))
-
-
-def prepare(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
-    """Export the model with sentence-transformers' own ONNX path, offline, once.
-
-    sentence-transformers exports through optimum when a folder has no onnx/model.onnx; the
-    installed model folder must stay untouched, so the export works on a copy and publishes it with
-    one rename (a failed export leaves no half-written folder that later runs would trust).
-    """
-    target = prepared_dir(model_dir, onnx_dir)
-    if is_prepared(target):
-        return {"prepared": str(target), "exported": False}
-    start = time.perf_counter()
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
-
-    work = target.with_name(target.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(model_dir, work)
-    cpu = {"provider": "CPUExecutionProvider"}
-    exported = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True,
-                                   model_kwargs=dict(cpu))
-    exported.save_pretrained(str(work))  # writes onnx/model.onnx, the documented way to keep it
-    # reload from disk: the quantiser reads the saved file, not the export's temporary folder
-    model = SentenceTransformer(str(work), device="cpu", backend="onnx", local_files_only=True,
-                                model_kwargs={**cpu, "file_name": "onnx/model.onnx"})
-    export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(work))
-    export_dynamic_quantized_onnx_model(model, "avx2", str(work))
-
-    # fastembed reads tokenizer.json, tokenizer_config.json, config.json and special_tokens_map.json
-    # from the model's folder and truncates at tokenizer_config's model_max_length (512 here), not
-    # at sentence-transformers' max_seq_length (256): give it the model's own files with that one
-    # figure set to what sentence-transformers uses, so all engines truncate alike.
-    fast = work / "fastembed"
-    (fast / "onnx").mkdir(parents=True)
-    os.link(work / "onnx/model.onnx", fast / "onnx/model.onnx")
-    for name in ("tokenizer.json", "config.json", "special_tokens_map.json"):
-        shutil.copy2(model_dir / name, fast / name)
-    tokenizer_config = read_json(model_dir / "tokenizer_config.json")
-    tokenizer_config["model_max_length"] = max_seq_length(model_dir)
-    (fast / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2), encoding="utf-8")
-
-    shutil.rmtree(target, ignore_errors=True)
-    work.rename(target)
-    return {"prepared": str(target), "exported": True, "seconds": round(time.perf_counter() - start, 2)}
-
-
-def ensure_prepared(args: argparse.Namespace, notes: list[str]) -> tuple[Path, float]:
-    """The export folder, and the seconds spent making it here (to leave out of the timings)."""
-    if args.onnx_dir is None:
-        raise EngineError(f"--engine {args.engine} needs --onnx-dir (where the local ONNX export lives)")
-    target = prepared_dir(args.model, args.onnx_dir)
-    if is_prepared(target):
-        return target, 0.0
-    if args.engine == "fastembed":
-        raise EngineError(f"no ONNX export in {target}: run `.venv/bin/python benchmarks/engines.py "
-                          f"--prepare --model {args.model} --onnx-dir {args.onnx_dir}` first")
-    # a child process: the export's torch model and optimum must not count in this process's RSS
-    start = time.perf_counter()
-    subprocess.run([sys.executable, __file__, "--prepare", "--model", str(args.model),
-                    "--onnx-dir", str(args.onnx_dir)], check=True, stdout=sys.stderr)
-    spent = time.perf_counter() - start
-    notes.append(f"the ONNX export was missing: made it in a child process ({spent:.1f} s), "
-                 "left out of first_embedding_s; the OS file cache was warm afterwards")
-    return target, spent
-
-
-# --- engines: each imports its libraries itself, so the other venvs never need them ---
-
-def load_st(args: argparse.Namespace, backend: str) -> Engine:
-    notes: list[str] = []
-    prep_s = 0.0
-    if backend != "torch":
-        target, prep_s = ensure_prepared(args, notes)
-    start = time.perf_counter()
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    packages = ["torch", "sentence-transformers", "transformers"]
-    if backend != "torch":
-        # sentence-transformers imports these lazily at load; count them as the engine's import
-        import onnxruntime as ort
-        import optimum.onnxruntime  # noqa: F401
-
-        packages += ["onnxruntime", "optimum", "optimum-onnx"]
-    import_s = time.perf_counter() - start
-
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    if backend == "torch":
-        model = SentenceTransformer(str(args.model), device="cpu", local_files_only=True)
-        notes.append(f"torch.set_num_threads({args.threads})")
-    else:
-        # model_kwargs go to optimum's ORTModel.from_pretrained, which takes session_options:
-        # the same thread settings the fusembed runtime uses
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        file_name = {"onnx-fp32": "onnx/model.onnx", "onnx-int8": INT8_FILE,
-                     "onnx-int8-avx2": INT8_AVX2_FILE}[backend]
-        model = SentenceTransformer(str(target), device="cpu", backend="onnx", local_files_only=True,
-                                    model_kwargs={"provider": "CPUExecutionProvider",
-                                                  "session_options": options, "file_name": file_name})
-        threads = model[0].auto_model.session.get_session_options().intra_op_num_threads
-        notes += [f"onnxruntime session_options via model_kwargs: intra_op_num_threads={threads}, "
-                  "inter_op_num_threads=1, sequential; CPUExecutionProvider",
-                  f"model file {file_name} from sentence-transformers' optimum export (no graph "
-                  "optimisation beyond onnxruntime's load-time defaults); pooling and normalisation "
-                  f"run in torch, torch.set_num_threads({args.threads})",
-                  "import_s includes onnxruntime and optimum.onnxruntime, which sentence-transformers "
-                  "would otherwise import during load"]
-        if backend.startswith("onnx-int8"):
-            preset = "avx2" if backend.endswith("avx2") else "avx512_vnni"
-            notes.append(f"int8: export_dynamic_quantized_onnx_model(model, '{preset}', ...), "
-                         "onnxruntime dynamic quantisation (activation scale per batch)")
-    load_s = time.perf_counter() - start
-    notes.append(f"sentence-transformers max_seq_length={model.max_seq_length}")
-    if prep_s:
-        args.excluded_s += prep_s
-
-    def encode(texts: list[str], batch_size: int) -> Any:
-        return model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-
-    return Engine(encode, import_s, load_s, packages, notes)
-
-
-def load_fastembed(args: argparse.Namespace) -> Engine:
-    notes: list[str] = []
-    target, _ = ensure_prepared(args, notes)
-    folder = target / "fastembed"
-    pooling, normalized, dim = pooling_of(args.model)
-    start = time.perf_counter()
+def read_texts(path: Path) -> list[str]:
     try:
-        import numpy as np
-        from fastembed import TextEmbedding
-        from fastembed.common.model_description import ModelSource, PoolingType
-    except ImportError:
-        raise EngineError("fastembed is not importable here: run this with .venv-fastembed/bin/python "
-                          "(bash benchmarks/fastembed_venv.sh builds it)") from None
-    import_s = time.perf_counter() - start
-
-    kinds = {"mean": PoolingType.MEAN, "cls": PoolingType.CLS}
-    if pooling not in kinds:
-        raise EngineError(f"fastembed has no {pooling!r} pooling (the model's own); "
-                          f"it offers {sorted(kinds)}")
-    name = f"local/{target.name}"
-    start = time.perf_counter()
-    # a custom model needs a source; specific_model_path makes fastembed load the folder as is and
-    # never look at it, so the source is the folder itself, not a hub id that could be fetched
-    TextEmbedding.add_custom_model(model=name, pooling=kinds[pooling], normalization=normalized,
-                                   sources=ModelSource(url=folder.as_uri()), dim=dim,
-                                   model_file="onnx/model.onnx", output_name="last_hidden_state")
-    model = TextEmbedding(model_name=name, threads=args.threads, providers=["CPUExecutionProvider"],
-                          specific_model_path=str(folder), cache_dir=str(args.onnx_dir / "fastembed_cache"),
-                          local_files_only=True)
-    load_s = time.perf_counter() - start
-    notes += [f"fastembed TextEmbedding(threads={args.threads}): onnxruntime intra_op and inter_op "
-              f"threads = {args.threads}; ORT_ENABLE_ALL",
-              f"model: the st-onnx-fp32 export ({folder}/onnx/model.onnx), {pooling} pooling and "
-              f"normalization={normalized} from the model's modules.json and pooling config",
-              f"truncation at {max_seq_length(args.model)} (tokenizer_config model_max_length set to "
-              "sentence-transformers' max_seq_length); batches are taken in input order, not sorted "
-              "by length"]
-
-    def encode(texts: list[str], batch_size: int) -> Any:
-        return np.stack(list(model.embed(texts, batch_size=batch_size)))
-
-    return Engine(encode, import_s, load_s, ["fastembed", "onnxruntime", "tokenizers", "numpy"], notes)
-
-
-def load_fusembed(args: argparse.Namespace, precision: str) -> Engine:
-    if args.bundle is None:
-        raise EngineError(f"--engine {args.engine} needs --bundle (a fusembed bundle folder)")
-    start = time.perf_counter()
-    from fusembed import Encoder
-
-    import_s = time.perf_counter() - start
-    start = time.perf_counter()
-    enc = Encoder(args.bundle, device="cpu", precision=precision, threads=args.threads)  # type: ignore[arg-type]
-    load_s = time.perf_counter() - start
-    if precision == "auto":
-        precision = enc.precision  # the variant auto chose on this CPU
-        notes_auto = [f"auto chose {enc.precision}: {enc.choice.reason}"]
-    else:
-        notes_auto = []
-    variant = read_json(args.bundle / "manifest.json").get("variants", {}).get(precision, {})
-    notes = [f"fusembed Encoder(threads={args.threads}): onnxruntime intra_op_num_threads={args.threads}, "
-             "inter_op_num_threads=1, sequential",
-             f"bundle {args.bundle}, variant {variant.get('file', precision)}"
-             + (f", scheme {variant['scheme']}" if precision == "int8" and variant.get("scheme") else ""),
-             *notes_auto]
-
-    def encode(texts: list[str], batch_size: int) -> Any:
-        return enc.encode(texts, batch_size=batch_size)
-
-    return Engine(encode, import_s, load_s, ["fusembed", "onnxruntime", "tokenizers", "numpy"], notes,
-                  precision=enc.precision)
-
-
-def load(args: argparse.Namespace) -> Engine:
-    if args.engine.startswith("st-"):
-        return load_st(args, args.engine.removeprefix("st-"))
-    if args.engine == "fastembed":
-        return load_fastembed(args)
-    return load_fusembed(args, args.engine.removeprefix("fusembed-"))
-
-
-# --- measurement ---
-
-def process_age_s() -> float:
-    """Seconds since this process started, from /proc (10 ms resolution): used without --t0."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    # field 22 of /proc/self/stat, counted after the ")" that ends the command name
-    started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-    return float(Path("/proc/uptime").read_text().split()[0]) - started
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
-    exec from the parent, so a child of a big driver process would report the driver's peak."""
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # macOS: bytes
-
-
-def versions(packages: Sequence[str]) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def one_pass(engine: Engine, texts: list[str], batch_size: int) -> float:
-    start = time.perf_counter()
-    engine.encode(texts, batch_size)
-    return time.perf_counter() - start
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        texts = args.texts.read_text(encoding="utf-8").splitlines()
+        texts = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:  # reported as this engine's JSON error, not a traceback
-        raise EngineError(f"--texts {args.texts}: cannot read it ({exc})") from None
+        raise EngineError(f"--texts {path}: cannot read it ({exc})") from None
     if not texts:
-        raise EngineError(f"{args.texts} has no lines")
-    # the Rust tokenizers of every engine use a rayon pool sized to all cores unless told: hold them
-    # to the same thread count as the model so no engine gets unmeasured extra CPUs
-    os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
-    args.excluded_s = 0.0
-    engine = load(args)
-    args.loaded = (engine, texts)  # for the --paired passes after the result is printed
+        raise EngineError(f"{path} has no lines")
+    return texts
 
+
+def run(args: argparse.Namespace, engine: Engine, texts: list[str]) -> dict[str, Any]:
+    """Everything but the load: the first embedding, batch-1 latency, throughput, memory."""
     vectors = engine.encode(texts[:1], 1)
     if args.t0 is not None:
         first_s, first_from = time.time() - args.t0, "--t0 (driver's time.time() before spawning)"
     else:
         first_s, first_from = process_age_s(), "process start (/proc, 10 ms resolution)"
-    first_s -= args.excluded_s
+    first_s -= engine.excluded_s
     rss_after_first = peak_rss_mb()
 
-    for i in range(10):  # warm-up
-        engine.encode([texts[i % len(texts)]], 1)
-    times = []
-    for i in range(args.repeats):
-        start = time.perf_counter()
-        engine.encode([texts[i % len(texts)]], 1)
-        times.append((time.perf_counter() - start) * 1000)
-    cuts = statistics.quantiles(times, n=100, method="inclusive")
+    times = batch1_ms(lambda text: engine.encode([text], 1), texts, args.repeats, warmup=WARMUP_CALLS)
+    p50, p95, p99 = percentiles(times)
 
-    best = one_pass(engine, texts, args.batch_size)  # the warm-up pass
-    for _ in range(0 if args.paired else 3):  # paired: the driver asks for the passes
-        best = min(best, one_pass(engine, texts, args.batch_size))
+    def one_pass() -> object:
+        return engine.encode(texts, args.batch_size)
+
+    # paired: the driver asks for the timed passes; this is the warm-up pass
+    best = pass_seconds(one_pass) if args.paired else best_pass_seconds(one_pass)
     peak = peak_rss_mb()  # before the bookkeeping below loads anything more
 
     if args.save_vectors is not None:
@@ -427,11 +102,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dim": int(vectors.shape[-1]), "max_seq_length": max_seq_length(args.model),
         "import_s": round(engine.import_s, 4), "load_s": round(engine.load_s, 4),
         "first_embedding_s": round(first_s, 4), "first_embedding_from": first_from,
-        "p50_ms": round(statistics.median(times), 3), "p95_ms": round(cuts[94], 3),
-        "p99_ms": round(cuts[98], 3), "repeats": args.repeats,
+        "p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "p99_ms": round(p99, 3), "repeats": args.repeats,
         "throughput": round(len(texts) / best, 2),
         "rss_after_first_mb": round(rss_after_first, 1), "peak_rss_mb": round(peak, 1),
-        "versions": versions(engine.packages),
+        "versions": {"python": platform.python_version(), **package_versions(engine.packages)},
         "notes": [*engine.notes,
                   "tokens: non-padding tokens incl. [CLS]/[SEP], model tokenizer.json truncated at "
                   "max_seq_length; rss_after_first_mb and peak_rss_mb are VmHWM (peak so far)",
@@ -442,8 +116,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def serve_paired(engine: Engine, texts: list[str], batch_size: int, out: TextIO) -> None:
+    """Answer the driver's `pass` and `latency N` commands on stdin until `quit` or end of input."""
+    calls = 0
+    for command in sys.stdin:
+        if command.strip() == "pass":
+            answer: dict[str, Any] = {"pass_s": pass_seconds(lambda: engine.encode(texts, batch_size))}
+        elif command.startswith("latency "):  # `latency N`: N more batch-1 calls, texts cycling on
+            n = int(command.split()[1])
+            answer = {"latency_ms": batch1_ms(lambda text: engine.encode([text], 1), texts, n, start=calls)}
+            calls += n
+        else:
+            break
+        out.write(json.dumps(answer) + "\n")
+        out.flush()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--engine", choices=ENGINES)
     parser.add_argument("--model", type=Path, required=True, help="local sentence-transformers folder")
     parser.add_argument("--bundle", type=Path, help="fusembed bundle (fusembed-* engines)")
@@ -471,40 +161,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # this is a script, not a library: it may set the process's environment, before any import
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(var, "1")
+    go_offline()  # before any engine imports transformers
+    # the Rust tokenizers of every engine use a rayon pool sized to all cores unless told: hold them
+    # to the same thread count as the model so no engine gets unmeasured extra CPUs
+    os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
     # the driver parses stdout as one JSON object: send everything the libraries print (Python or
     # C level) to stderr and keep the real stdout for the result
     stdout = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    loaded: tuple[Engine, list[str]] | None = None
     try:
-        result = prepare(args.model, args.onnx_dir) if args.prepare else run(args)
-        code = 0
-    except EngineError as exc:
-        result, code = {"engine": args.engine, "model": str(args.model), "error": str(exc)}, 1
+        if args.prepare:
+            result = prepare(args.model, args.onnx_dir)
+        else:
+            texts = read_texts(args.texts)
+            engine = load(args.engine, model=args.model, bundle=args.bundle, onnx_dir=args.onnx_dir,
+                          threads=args.threads)
+            result, loaded = run(args, engine, texts), (engine, texts)
+    except (EngineError, ModelFolderError) as exc:
+        result = {"engine": args.engine, "model": str(args.model), "error": str(exc)}
     stdout.write(json.dumps(result) + "\n")
     stdout.flush()
-    if code == 0 and args.paired and not args.prepare:
-        engine, texts = args.loaded
-        calls = 0
-        for command in sys.stdin:
-            if command.strip() == "pass":
-                answer: dict[str, Any] = {"pass_s": one_pass(engine, texts, args.batch_size)}
-            elif command.startswith("latency "):  # `latency N`: N more batch-1 calls, texts cycling on
-                ms = []
-                for _ in range(int(command.split()[1])):
-                    start = time.perf_counter()
-                    engine.encode([texts[calls % len(texts)]], 1)
-                    ms.append((time.perf_counter() - start) * 1000)
-                    calls += 1
-                answer = {"latency_ms": ms}
-            else:
-                break
-            stdout.write(json.dumps(answer) + "\n")
-            stdout.flush()
-    return code
+    if loaded is not None and args.paired:
+        serve_paired(*loaded, args.batch_size, stdout)
+    return 1 if "error" in result else 0
 
 
 if __name__ == "__main__":

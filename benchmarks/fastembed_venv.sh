@@ -2,7 +2,8 @@
 # Builds .venv-fastembed/ at the repository root: fastembed and numpy, nothing else. fastembed
 # cannot share .venv (it needs tokenizers>=0.23, which conflicts with the export extra's
 # transformers), so benchmarks/engines.py runs `--engine fastembed` with this venv's python;
-# engines.py imports only the stdlib at module level so that works. Re-running reuses the venv.
+# engines.py and the modules it imports (harness.py, engine_adapters.py, model_folder.py) import
+# only the standard library at module level, so that works. Re-running reuses the venv.
 #
 #   bash benchmarks/fastembed_venv.sh
 #   .venv-fastembed/bin/python benchmarks/engines.py --engine fastembed --model MODEL_DIR \
