@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -41,13 +40,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fusembed.export.verify import row_cosine
-from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
+from engine_adapters import ENGINES
+from harness import (
+    Contention,
+    command_line,
+    go_offline,
+    long_texts,
+    machine,
+    percentiles,
+    rotated,
+    short_texts,
+)
 from roofline import flops_per_token, gemm_peak
+from vectors import row_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2", "fastembed", "fusembed-fp32",
-           "fusembed-int8", "fusembed-auto")
 ST_ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2")
 REAL = "all-MiniLM-L6-v2"
 
@@ -69,17 +76,6 @@ PLANS = {p.name: p for p in (
     ModelPlan("msmarco-bert-base-dot-v4", 12, 768, 500),
 )}
 LONG_MODEL = "msmarco-bert-base-dot-v4"
-
-
-def long_texts(n: int, seed: int = 7) -> list[str]:
-    """`n` passages of about 200-512 word pieces: short sentences strung together."""
-    sentences = short_texts(n * 40, seed=seed)
-    out, at = [], 0
-    for i in range(n):
-        count = 12 + (i * 7) % 22  # 12..33 sentences of 10-40 pieces each
-        out.append(" ".join(sentences[at : at + count]))
-        at += count
-    return out
 
 
 def model_dir(name: str, work: Path) -> Path:
@@ -124,8 +120,7 @@ def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work
            "--onnx-dir", str(work / "onnx"), "--save-vectors", str(vectors), "--paired",
            "--t0", repr(time.time())]
     log = (work / f"log-{engine}.txt").open("w")  # not a pipe: nobody reads it while the engine runs
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -160,7 +155,7 @@ def paired_passes(procs: dict[str, subprocess.Popen[str]], rounds: int, latency_
     order = list(procs)
     for r in range(rounds):
         out.peaks.append(between())
-        for engine in order[r % len(order):] + order[: r % len(order)] if order else []:
+        for engine in rotated(order, r):
             proc = procs[engine]
             assert proc.stdin is not None and proc.stdout is not None
             try:
@@ -187,7 +182,7 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
     bundle = bundle_for(plan.name, source, work)
     prep = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engines.py"), "--prepare",
                            "--model", str(source), "--onnx-dir", str(work / "onnx")],
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True)
     if prep.returncode != 0:
         last = (prep.stderr.strip().splitlines() or ["no output"])[-1]
         print(f"   prepare failed (exit {prep.returncode}): {last}", flush=True)
@@ -221,8 +216,7 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
         row["throughput"] = round(row["texts"] / float(np.median(passes)), 2)
         row["throughput_from"] = f"median of {len(passes)} paired rounds (each engine one pass per round)"
         ms = paired.latency_ms[engine]
-        cuts = np.percentile(ms, [50, 95, 99])
-        row["p50_ms"], row["p95_ms"], row["p99_ms"] = (round(float(c), 3) for c in cuts)
+        row["p50_ms"], row["p95_ms"], row["p99_ms"] = (round(c, 3) for c in percentiles(ms))
         row["repeats"] = len(ms)
         row["latency_from"] = f"{len(ms)} batch-1 calls over the {len(passes)} paired rounds"
         print(f"   {engine}: {row['throughput']:.0f} sent/s, p50 {row['p50_ms']:.2f} ms", flush=True)
@@ -361,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int,
                         help="short texts per model (default: 2000 real, 1000/500 replicas)")
     parser.add_argument("--long-texts", type=int, default=48, help=f"200-512-piece passages on {LONG_MODEL}")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=machine().usable_cores)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5,
@@ -375,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model or engine: {unknown}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter(), busy_seconds(), own_cpu_seconds()
+    go_offline()  # for the engine processes, which inherit the environment
+    contention = Contention.start(args.threads)
 
     results: list[dict[str, Any]] = []
     for name in models:
@@ -386,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             results += measure_model(plan, long_texts(args.long_texts), "long", args.work_dir, args,
                                      tuple(e for e in engines if e != "fastembed"))
     notes = [
-        f"{machine_line(args.threads)}; {args.threads} threads for every engine, "
+        f"{machine().line(args.threads)}; {args.threads} threads for every engine, "
         f"batch size {args.batch_size}",
         "short inputs: deterministic synthetic sentences of 10-40 word pieces (no public STS set can be "
         "downloaded on this machine: the hub is unreachable); long: passages of 200-512 word pieces",
@@ -401,24 +396,23 @@ def main(argv: list[str] | None = None) -> int:
         "`of GEMM limit`: real tokens/s x FLOPs per token over onnxruntime's own fp32 MatMul / u8s8 "
         "MatMulInteger throughput at the model's GEMM shapes on this machine (benchmarks/roofline.py), "
         "measured once per paired round and taken as the median, like the engines' throughput",
-        contention(args.threads, *start),
+        contention.report(),
         plot(results, args.output_dir / "compare.png"),
-        f"command: `{shlex.join(sys.orig_argv)}`",
+        f"command: `{command_line()}`",
     ]
     report = markdown(results, notes)
     (args.output_dir / "compare.md").write_text(report + "\n", encoding="utf-8")
     (args.output_dir / "compare.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (args.output_dir / "machine.json").write_text(json.dumps(machine(args.threads), indent=1) + "\n",
+    (args.output_dir / "machine.json").write_text(json.dumps(machine_json(args.threads), indent=1) + "\n",
                                                   encoding="utf-8")
     print(report)
     return 0
 
 
-def machine(threads: int) -> dict[str, Any]:
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    return {"description": machine_line(threads), "platform": platform.platform(),
-            "cpu_flags_of_note": sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "vnni"))),
+def machine_json(threads: int) -> dict[str, Any]:
+    here = machine()
+    return {"description": here.line(threads), "platform": platform.platform(), "int8_class": here.isa,
+            "cpu_flags_of_note": sorted(f for f in here.flags if f.startswith(("avx", "amx", "fma", "vnni"))),
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "threads_used": threads}
 

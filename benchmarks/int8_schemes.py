@@ -12,45 +12,43 @@ BUNDLE must have been exported by this checkout (it reads `model.onnx` and rebui
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
-from fusembed import Encoder, read_manifest
+from fusembed import read_manifest
 from fusembed.export import quantize
 from fusembed.export.graph import IR_VERSION, build_fused_graph
 from fusembed.export.optimize import optimize_graph
 from fusembed.export.resolve import EMBEDDED, ModelFacts, resolve_model
 from fusembed.export.texts import varied_texts
-from fusembed.export.verify import row_cosine
-from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
+from harness import Contention, best_pass_seconds, command_line, machine, short_texts
 from onnxruntime.quantization import QuantType, quantize_dynamic
+from tokenizers import Tokenizer
+from vectors import row_cosine
 
 FLOAT_DEFAULT = {"DefaultTensorType": onnx.TensorProto.FLOAT}
 
 
-def batch_dependence(model: Path, enc: Encoder, texts: list[str]) -> float:
+def batch_dependence(model: Path, tokenizer: Tokenizer, pad_id: int, texts: list[str]) -> float:
     """Min cosine of each text run alone vs. inside one unsorted padded batch of all of them."""
-    alone = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id, batch_size=1)
-    together = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id,
-                                          batch_size=len(texts))
+    alone = quantize.Calibration.build(tokenizer, texts, model, pad_id, batch_size=1)
+    together = quantize.Calibration.build(tokenizer, texts, model, pad_id, batch_size=len(texts))
     return float(row_cosine(alone.reference, together.reference).min())
 
 
-def speed(model: Path, enc: Encoder, texts: list[str]) -> float:
-    calib = quantize.Calibration.build(enc._tokenizer, texts, model, enc.manifest.pad_token_id, batch_size=32)
+def speed(model: Path, tokenizer: Tokenizer, pad_id: int, texts: list[str]) -> float:
+    """Sentences per second at batch 32 (batches in input order), the best of 3 passes."""
+    calib = quantize.Calibration.build(tokenizer, texts, model, pad_id, batch_size=32)
     session = quantize._session(model)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def one_pass() -> None:
         for feeds in calib.feeds:
             session.run(None, feeds)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / best
+
+    return len(texts) / best_pass_seconds(one_pass, warmup=0)
 
 
 def skipln_base(src: Path, dst: Path, facts: ModelFacts) -> None:
@@ -72,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
-    enc = Encoder(args.bundle, precision="fp32")
     manifest = read_manifest(args.bundle)
+    tokenizer = Tokenizer.from_file(str(args.bundle / manifest.tokenizer))  # truncation included
+    pad_id = manifest.pad_token_id
     fp32 = args.bundle / manifest.variants["fp32"].file
     eval_texts = varied_texts(600, seed=21)
-    wall0, busy0, ours0 = time.perf_counter(), busy_seconds(), own_cpu_seconds()
+    threads = machine().usable_cores
+    contention = Contention.start(threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         embedded = {hub: name for name, (_, hub) in EMBEDDED.items()}
@@ -86,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         build_fused_graph(model, work / "raw.onnx")
         optimize_graph(work / "raw.onnx", work / "base.onnx", model.facts, for_quantization=True)
         skipln_base(work / "raw.onnx", work / "base-skipln.onnx", model.facts)
-        calib = quantize.Calibration.build(enc._tokenizer, varied_texts(256, seed=99), fp32,
-                                           manifest.pad_token_id)
-        reference = quantize.Calibration.build(enc._tokenizer, eval_texts, fp32, manifest.pad_token_id)
-        builders = {
+        calib = quantize.Calibration.build(tokenizer, varied_texts(256, seed=99), fp32, pad_id)
+        reference = quantize.Calibration.build(tokenizer, eval_texts, fp32, pad_id)
+        builders: dict[str, Callable[[Path], object]] = {
             "fp32 (reference)": lambda p: p.write_bytes(fp32.read_bytes()),
             "ort dynamic, per-tensor weights": lambda p: quantize_dynamic(
                 fp32, p, weight_type=QuantType.QInt8, extra_options=FLOAT_DEFAULT),
@@ -103,27 +102,28 @@ def main(argv: list[str] | None = None) -> int:
             "w8a8-rowwise-pairsum, SkipLayerNormalization kept fused": lambda p: quantize._rowwise_pairsum(
                 work / "base-skipln.onnx", p, calib),
             "w8a8-rowwise with 7-bit weights": lambda p: quantize._rowwise_pairsum(
-                work / "base.onnx", p, calib, weight_range="7bit"),
+                work / "base.onnx", p, calib, weights="7bit"),
             "w8a8-rowwise with 8-bit weights (saturates on AVX2)": lambda p: quantize._rowwise_pairsum(
-                work / "base.onnx", p, calib, weight_range="8bit"),
+                work / "base.onnx", p, calib, weights="8bit"),
             "w8a8-rowwise-pairsum": lambda p: quantize._rowwise_pairsum(work / "base.onnx", p, calib),
             "w8-blockwise": lambda p: quantize._w8_blockwise(work / "base.onnx", p),
         }
-        rows = []
+        rows: list[str] = []
         for name, build in builders.items():
             path = work / f"{len(rows)}.onnx"
             build(path)
             cos = row_cosine(reference.reference, quantize.run_graph(path, reference.feeds))
-            rows.append(f"| {name} | {cos.mean():.5f} | {cos.min():.5f} "
-                        f"| {batch_dependence(path, enc, eval_texts[:64]):.6f} "
-                        f"| {path.stat().st_size / 1e6:.1f} | {speed(path, enc, short_texts(512)):.0f} |")
+            dependence = batch_dependence(path, tokenizer, pad_id, eval_texts[:64])
+            sps = speed(path, tokenizer, pad_id, short_texts(512))
+            rows.append(f"| {name} | {cos.mean():.5f} | {cos.min():.5f} | {dependence:.6f} "
+                        f"| {path.stat().st_size / 1e6:.1f} | {sps:.0f} |")
             print(rows[-1], file=sys.stderr)
     text = "\n".join([
         f"# int8 schemes on {manifest.source.model}",
         "",
-        f"- command: `{shlex.join(sys.orig_argv)}`",
-        f"- {machine_line(len(os.sched_getaffinity(0)))}",
-        f"- {contention(len(os.sched_getaffinity(0)), wall0, busy0, ours0)} (speed column only)",
+        f"- command: `{command_line()}`",
+        f"- {machine().line(threads)}",
+        f"- {contention.report()} (speed column only)",
         "- cosine: against the fp32 graph on 600 held-out varied texts; batch dependence: min cosine of "
         "64 texts alone vs. in one padded batch (1.0 = independent); speed: 512 short sentences, batch 32",
         "",

@@ -13,33 +13,26 @@ agreement measure how faithfully each variant computes the same function, not re
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from fusembed import Encoder
 from fusembed.export import export_model
 from fusembed.export.replicas import SEEDS, build_replica
-from latency import busy_seconds, contention, machine_line, own_cpu_seconds, short_texts
+from harness import Contention, best_pass_seconds, command_line, machine, short_texts
 
 REAL = "all-MiniLM-L6-v2"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "quality.md"
+Precision = Literal["fp32", "int8", "fp16"]  # a bundle variant's
 
 
-def throughput(bundle: Path, precision: str, texts: list[str]) -> float:
+def throughput(bundle: Path, precision: Precision, texts: list[str]) -> float:
     """Sentences per second at batch 32, best of three passes after a warm-up pass."""
-    enc = Encoder(bundle, precision=precision)  # type: ignore[arg-type]
-    enc.encode(texts, batch_size=32)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        enc.encode(texts, batch_size=32)
-        best = min(best, time.perf_counter() - start)
-    return len(texts) / best
+    enc = Encoder(bundle, precision=precision)
+    return len(texts) / best_pass_seconds(lambda: enc.encode(texts, batch_size=32))
 
 
 def rows_for(name: str, work: Path, texts: list[str], log: bool) -> list[str]:
@@ -58,7 +51,7 @@ def rows_for(name: str, work: Path, texts: list[str], log: bool) -> list[str]:
         if precision == "fp16":
             speed = "CUDA variant"
         else:
-            sps = throughput(report.bundle, precision, texts)
+            sps = throughput(report.bundle, v.precision, texts)
             fp32_speed = fp32_speed or sps
             speed = f"{sps:.0f} ({sps / fp32_speed:.2f}x fp32)"
         rows.append(f"| {name} | {precision} | {v.scheme} | {size:.1f} | {cos} | {speed} |")
@@ -75,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = args.only or [*SEEDS, REAL]
     texts = short_texts(512)
-    threads = len(os.sched_getaffinity(0))
-    wall0, busy0, ours0 = time.perf_counter(), busy_seconds(), own_cpu_seconds()
+    threads = machine().usable_cores
+    contention = Contention.start(threads)
     rows: list[str] = []
     for name in names:
         with tempfile.TemporaryDirectory(prefix="fusembed-quality-") as tmp:
@@ -85,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Variant quality and speed per model",
         "",
-        f"- command: `{shlex.join(sys.orig_argv)}` (from the repository root)",
+        f"- command: `{command_line()}` (from the repository root)",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- {machine_line(threads)}",
-        f"- {contention(threads, wall0, busy0, ours0)} (speed columns only; cosines do not depend on it)",
+        f"- {machine().line(threads)}",
+        f"- {contention.report()} (speed columns only; cosines do not depend on it)",
         "- cosines, search agreement and batch invariance: measured by the export on 1000 held-out "
         "texts (`varied_texts(1000, seed=1)`: queries, sentences, passages, long documents past "
         "max_seq_length, non-English, edge cases) against sentence-transformers fp32 torch; fp32 rows "

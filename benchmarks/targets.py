@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 from collections import Counter
@@ -33,11 +32,11 @@ from typing import Any
 import compare
 import numpy as np
 import onnxruntime as ort
-from compare import LONG_MODEL, PLANS, REAL, long_texts
+from compare import LONG_MODEL, PLANS, REAL
 from fusembed import Encoder, read_manifest
-from fusembed._batching import pad_batch, plan_batches
-from latency import machine_line, short_texts
+from harness import command_line, long_texts, machine, short_texts
 from roofline import flops_per_token, layer_gemm_seconds
+from vectors import encoder_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 # Nodes whose time is counted as GEMM time (fused `Attention` is split, see gemm_share).
@@ -48,7 +47,6 @@ GEMM_OPS = {"MatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", 
 def gemm_share(model: Path, encoder: Encoder, texts: list[str], threads: int) -> tuple[float, Counter[str]]:
     """Fraction of node time in GEMM ops over one pass of `texts`, and the time per op type."""
     rows = encoder.tokenize(texts)
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -58,8 +56,7 @@ def gemm_share(model: Path, encoder: Encoder, texts: list[str], threads: int) ->
         session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         wanted = {i.name for i in session.get_inputs()}
         for _ in range(2):  # the first pass warms up; both are in the profile, which only sums time
-            for idx in plan_batches(lengths, 32):
-                ids, mask = pad_batch([rows[i] for i in idx], encoder.manifest.pad_token_id)
+            for ids, mask in encoder_batches(rows, encoder.manifest.pad_token_id, 32):
                 feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
                 session.run(None, {k: v for k, v in feeds.items() if k in wanted})
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -67,7 +64,7 @@ def gemm_share(model: Path, encoder: Encoder, texts: list[str], threads: int) ->
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             per_op[event["args"]["op_name"]] += event["dur"]
-    gemm = sum(v for k, v in per_op.items() if k in GEMM_OPS)
+    gemm = float(sum(v for k, v in per_op.items() if k in GEMM_OPS))
     for op in ("Attention", "QAttention"):
         # onnxruntime's fused Attention (fp32) and QAttention (int8) also run the Q/K/V projection:
         # 3h^2 of a layer's 12h^2 weight-GEMM multiply-adds, at the same rows as the other 9h^2,
@@ -83,6 +80,12 @@ def find(results: list[dict[str, Any]], model: str, inputs: str, engine: str) ->
     if row is None:
         raise SystemExit(f"compare.json has no measured row for {model} / {inputs} / {engine}")
     return row
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the repository root if it is inside it, else in full."""
+    full = path.resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
 
 
 def top_ops(per_op: Counter[str], n: int = 6) -> str:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     top: dict[str, str] = {}
     counted: set[str] = set()
     for precision in ("int8", "fp32"):
-        encoder = Encoder(args.bundle, precision=precision, threads=args.threads)  # type: ignore[arg-type]
+        encoder = Encoder(args.bundle, precision=precision, threads=args.threads)
         share, per_op = gemm_share(args.bundle / manifest.variants[precision].file, encoder, texts,
                                    args.threads)
         shares[precision] = share
@@ -142,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# What issue 4's speed targets ask of this machine",
         "",
-        f"- command: `{shlex.join(sys.orig_argv)}`",
-        f"- {machine_line(args.threads)}; {args.threads} threads",
-        f"- throughput, latency and `% of limit`: `{args.compare.relative_to(ROOT)}` (see compare.md for "
+        f"- command: `{command_line()}`",
+        f"- {machine().line(args.threads)}; {args.threads} threads",
+        f"- throughput, latency and `% of limit`: `{shown(args.compare)}` (see compare.md for "
         "its command and run); the profile and the batch-1 GEMM floor: this script, in its own run",
         "- `% of limit` = real tokens/s x FLOPs per token over onnxruntime's own GEMM throughput at the "
         "model's shapes (benchmarks/roofline.py); a target of R x an engine at f% needs R x f%",
