@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from fusembed._bench import builtin_texts
+from harness import command_line, machine, rss_mb, short_texts
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -43,18 +42,16 @@ def tree_rss_mb(root: int) -> float:
         children = [c for c, p in parents.items() if p == pid and c not in tree]
         tree.update(children)
         frontier.extend(children)
-    total = 0
+    total = 0.0
     for pid in tree:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            total += rss_mb(pid)
+        except OSError:  # it ended while we looked
             continue
-    return total / 1024
+    return total
 
 
-def run(argv: list[str]) -> dict[str, float | int | str]:
+def run(argv: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0.0
@@ -78,9 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     cli = [sys.executable, "-m", "fusembed", "embed-corpus"]
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fusembed-corpus-") as tmp:
-        texts = builtin_texts(max(*sizes, args.ray_size), seed=11)
+        texts = short_texts(max(*sizes, args.ray_size), seed=11)
         for n in sorted({*sizes, args.ray_size}):
             with open(f"{tmp}/docs-{n}.jsonl", "w") as fh:
                 for i in range(n):
@@ -95,10 +92,10 @@ def main() -> None:
                       "--id-field", "id", "--ray", "--ray-workers", "2", "--ray-cpus-per-worker", "1"])
         rows.append({"engine": "--ray, 2 workers x 1 CPU (local cluster)", "docs": n, **result,
                      "docs_per_s": n / float(result["seconds"])})
-    report = {
-        "command": "python benchmarks/corpus.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
+    here = machine()
+    report: dict[str, Any] = {
+        "command": command_line(),
+        "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
         "runs": rows,
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +104,8 @@ def main() -> None:
         "# `fusembed embed-corpus`: streaming CLI and Ray Data",
         "",
         f"Command: `{report['command']}`  ",
-        f"Machine: {os.cpu_count()} CPUs, {report['machine']['processor']}. Documents: short synthetic "
-        "sentences (10-30 word pieces) in JSONL with ids. Wall time includes start-up (and, for Ray, "
+        f"Machine: {here.cores} CPUs, {here.cpu}. Documents: short synthetic "
+        "sentences (10-40 word pieces) in JSONL with ids. Wall time includes start-up (and, for Ray, "
         "starting the local cluster); memory is the peak summed RSS of the process tree.",
         "",
         "| engine | documents | seconds | documents/s | peak RSS |",

@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
-from fusembed import Encoder, read_manifest
-from fusembed._cpu import classify, cpu_info
-from fusembed._similarity import row_cosine
+from fusembed import Encoder, cpu_info, read_manifest
+from harness import isa_class
+from vectors import row_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "tests" / "export" / "run_onnx.py"
@@ -123,10 +123,10 @@ def compare(target: Target, cpu_class: str, variant: str, seconds: float, emb: n
 
 def build_feeds(bundle: Path, texts: list[str], inputs: tuple[str, ...]) -> dict[str, np.ndarray]:
     """One run per text, named as run_onnx.py reads them: `<input>.<n>`."""
-    tokenizer = Encoder(bundle, precision="fp32")._tokenizer  # the tokenizer users run, truncation included
+    rows = Encoder(bundle, precision="fp32").tokenize(texts)  # what users run, truncation included
     feeds = {}
-    for n, text in enumerate(texts):
-        ids = np.asarray([tokenizer.encode(text).ids], np.int64)
+    for n, row in enumerate(rows):
+        ids = np.asarray([row], np.int64)
         arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         for name in inputs:
             if name not in arrays:
@@ -151,8 +151,8 @@ def run(target: Target, script: list[str], timeout: float) -> str:
 def probe(target: Target, tmp: Path) -> dict[str, Any]:
     script = tmp / "probe.py"
     script.write_text(_PROBE)
-    info = json.loads(run(target, [str(script)], 300).strip().splitlines()[-1])
-    info["int8_class"] = classify(info["machine"], info["flags"])
+    info: dict[str, Any] = json.loads(run(target, [str(script)], 300).strip().splitlines()[-1])
+    info["int8_class"] = isa_class(info["machine"], info["flags"])
     return info
 
 
@@ -231,8 +231,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cross_isa.") as tmp_name:  # under /tmp: the arm64 root sees it
         tmp = Path(tmp_name)
         inputs = {n_all: tmp / "inputs.npz", n_emu: tmp / f"inputs.{n_emu}.npz"}
-        np.savez(inputs[n_all], **feeds)
-        np.savez(inputs[n_emu], **subset(feeds, n_emu))
+        np.savez(inputs[n_all], allow_pickle=False, **feeds)
+        np.savez(inputs[n_emu], allow_pickle=False, **subset(feeds, n_emu))
         for target in targets(args):
             info = probe(target, tmp)
             probes[target.name] = {**info, "emulator": target.emulator}
@@ -245,7 +245,7 @@ def main() -> None:
                 if target.name == "native":
                     native[variant] = emb
                     # The runner must run what users run: Encoder.encode of each text alone.
-                    enc = Encoder(bundle, precision=variant)  # type: ignore[arg-type]
+                    enc = Encoder(bundle, precision=variant)
                     users[variant] = float(np.abs(np.stack([enc.encode(t) for t in texts]) - emb).max())
                 row = compare(target, cpu_class, variant, seconds, emb, reference[:n], native[variant][:n])
                 rows.append(row)

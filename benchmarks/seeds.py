@@ -16,10 +16,6 @@ Run it from the repository root::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as md
-import os
-import platform
-import shlex
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from harness import command_line, go_offline, machine, package_versions
+from vectors import row_cosine
 
 REAL = "all-MiniLM-L6-v2"
 PACKAGES = ("torch", "onnxruntime", "sentence-transformers", "transformers", "optimum-onnx")
@@ -67,7 +65,6 @@ def measure(name: str, texts: list[str]) -> Row:
     from fusembed import Encoder
     from fusembed.export import ExportOptions, export_model
     from fusembed.export.replicas import build_replica
-    from fusembed.export.verify import row_cosine
     from sentence_transformers import SentenceTransformer
 
     with tempfile.TemporaryDirectory(prefix=f"seeds-{name}-") as tmp:
@@ -118,17 +115,14 @@ def table(rows: list[Row]) -> str:
 
 
 def header() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.is_file() else []
-    cpu = names[0] if names else platform.processor() or "unknown CPU"
-    versions = ", ".join(f"{p} {md.version(p)}" for p in PACKAGES)
+    here = machine()
+    versions = ", ".join(f"{p} {v}" for p, v in package_versions(PACKAGES).items())
     return "\n".join([
         "# Seed architectures: export and parity",
         "",
-        f"- command: `{shlex.join(sys.orig_argv)}` (from the repository root)",
+        f"- command: `{command_line()}` (from the repository root)",
         f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {cpu}, {os.cpu_count()} cores; python {platform.python_version()}",
+        f"- machine: {here.cpu}, {here.cores} cores; python {here.python}",
         f"- packages: {versions}",
         "- parity: 200 texts from `varied_texts(200, seed=1)`, batch size 32, CPU; "
         "model.onnx MB = 10^6 bytes; export s = sum of `report.seconds`",
@@ -148,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="markdown file to write (default benchmarks/results/seeds.md)")
     args = parser.parse_args(argv)
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(var, "1")
+    go_offline()
 
     texts = varied_texts(200, seed=1)
     rows = []

