@@ -3,6 +3,8 @@
 Warm-up first; then batch-1 latency percentiles, latency and throughput per batch size, cold
 start (a new process to its first embedding) and that process's peak RSS and import time.
 Results go to JSON, a markdown table and, when matplotlib is installed, a PNG plot.
+
+The timing loops, `batch1_ms` and `pass_seconds`, are `fusembed doctor`'s too.
 """
 
 from __future__ import annotations
@@ -90,13 +92,8 @@ def run_bench(
 ) -> BenchResult:
     enc = Encoder(bundle, device=device, precision=precision, threads=threads)
     items = list(texts)
-    for text in items[:warmup]:
-        enc.encode(text)
-    samples = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        enc.encode(items[i % len(items)])
-        samples.append((time.perf_counter() - start) * 1000)
+    batch1_ms(enc, items, min(warmup, len(items)))  # warm-up, on the first texts
+    samples = batch1_ms(enc, items, repeats)
     batch1 = {f"p{q}": float(np.percentile(samples, q)) for q in (50, 95, 99)}
     batch1["mean"] = float(np.mean(samples))
     batches = [_batch(enc, items, size) for size in batch_sizes]
@@ -111,18 +108,33 @@ def run_bench(
     )
 
 
+def batch1_ms(enc: Encoder, texts: Sequence[str], repeats: int, *, start: int = 0) -> list[float]:
+    """Milliseconds of each of `repeats` single-text calls (`encode(str)`, the interactive path),
+    cycling through `texts` from index `start`."""
+    samples = []
+    for i in range(start, start + repeats):
+        text = texts[i % len(texts)]
+        began = time.perf_counter()
+        enc.encode(text)
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def pass_seconds(enc: Encoder, texts: Sequence[str], batch_size: int) -> float:
+    """Seconds of one `encode` call over all `texts` at `batch_size`."""
+    began = time.perf_counter()
+    enc.encode(texts, batch_size=batch_size)
+    return time.perf_counter() - began
+
+
 def _batch(enc: Encoder, texts: list[str], size: int) -> BatchResult:
     enc.encode(texts[: size * 2], batch_size=size)  # warm-up at this shape
-    per_batch, total, start_all = [], 0, time.perf_counter()
-    for start in range(0, len(texts), size):
-        chunk = texts[start : start + size]
-        t = time.perf_counter()
-        enc.encode(chunk, batch_size=size)
-        per_batch.append((time.perf_counter() - t) * 1000)
-        total += len(chunk)
-    elapsed = time.perf_counter() - start_all
+    chunks = [texts[start : start + size] for start in range(0, len(texts), size)]
+    began = time.perf_counter()
+    per_batch = [pass_seconds(enc, chunk, size) * 1000 for chunk in chunks]
+    elapsed = time.perf_counter() - began
     p50, p95, p99 = (float(np.percentile(per_batch, q)) for q in (50, 95, 99))
-    return BatchResult(size, p50, p95, p99, total / elapsed)
+    return BatchResult(size, p50, p95, p99, len(texts) / elapsed)
 
 
 def _cold_start(bundle: Path, device: str, precision: str) -> tuple[float, float, float]:

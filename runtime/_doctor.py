@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ._auto import QUALITY_SLACK, Choice, choose_auto
+from ._bench import batch1_ms, pass_seconds
 from ._cpu import CpuInfo, cpu_info
 from ._encoder import Encoder
 from ._errors import BundleError, FusembedError
@@ -182,13 +182,8 @@ def measure_variants(encoders: Mapping[str, Encoder], texts: Sequence[str], refe
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
             enc = encoders[name]
-            start = time.perf_counter()
-            enc.encode(texts, batch_size=CHECK_BATCH)
-            throughput[name].append(len(texts) / (time.perf_counter() - start))
-            for i in range(batch1_repeats // rounds or 1):
-                start = time.perf_counter()
-                enc.encode(texts[(r + i) % len(texts)])
-                batch1[name].append((time.perf_counter() - start) * 1000)
+            throughput[name].append(len(texts) / pass_seconds(enc, texts, CHECK_BATCH))
+            batch1[name] += batch1_ms(enc, texts, batch1_repeats // rounds or 1, start=r)
     from . import __version__
 
     stamp = f"{by} (fusembed {__version__}, onnxruntime {ort.__version__})"
