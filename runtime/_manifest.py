@@ -115,6 +115,42 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
+    def describe(self, bundle_dir: Path) -> str:
+        """What `fusembed info` prints: the model, its pooling and limits, and per variant its
+        file, scheme, parity, quality, fused ops, why it was chosen and where it was measured."""
+        src = self.source
+        lines = [
+            f"bundle      {bundle_dir}",
+            f"model       {src.model} ({src.kind}, revision {src.revision})",
+            f"dim         {self.dim}",
+            f"pooling     {self.pooling}",
+            f"normalized  {self.normalized}",
+            f"similarity  {self.similarity}",
+            f"max tokens  {self.max_seq_length}",
+            f"inputs      {', '.join(self.inputs)} -> {self.output}",
+            "variants (cosine to sentence-transformers, torch fp32):",
+        ]
+        for name, v in self.variants.items():
+            path = bundle_dir / v.file
+            size = f"{path.stat().st_size / 1e6:6.1f} MB" if path.is_file() else "  missing"
+            p, q = v.parity, v.quality
+            lines.append(f"  {name:5} {v.file:17} {size}  {v.scheme}")
+            lines.append(f"        parity on {p.texts} edge-case texts: min cosine {p.min_cosine:.7f}, "
+                         f"max abs diff {p.max_abs_diff:.1e}")
+            if q is not None:
+                lines.append(f"        quality on {q.texts} texts: mean cosine {q.mean_cosine:.5f}, min "
+                             f"{q.min_cosine:.5f}, top-10 agreement {q.top10_agreement:.3f}, "
+                             f"batch invariance {q.batch_invariance:.6f}")
+            if v.fusions:
+                lines.append(f"        fused: {', '.join(f'{k} {n}' for k, n in v.fusions.items())}")
+            if v.selection.get("reason"):
+                lines.append(f"        chosen: {v.selection['reason']}")
+            for m in v.measurements:
+                lines.append(f"        measured on {m.cpu} ({m.isa}, {m.threads} threads) by {m.by}: "
+                             f"{m.sentences_per_s:.0f} sentences/s, batch-1 {m.batch1_ms:.2f} ms, "
+                             f"min cosine {m.min_cosine:.5f}")
+        return "\n".join(lines)
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()

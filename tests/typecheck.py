@@ -2,7 +2,7 @@
 
 mypy cannot follow setuptools' editable install (an import hook) nor the `package-dir` mapping
 that makes runtime/ the package `fusembed` and export/ the package `fusembed.export`, so this
-builds that package as a tree of links in a temporary directory and checks it from there. Paths
+builds that package as a tree of links (in .mypy_cache/) and checks it from there. Paths
 in mypy's report are mapped back to the repository's. Settings and per-module strictness are in
 pyproject.toml's `[tool.mypy]`.
 
@@ -12,9 +12,9 @@ pyproject.toml's `[tool.mypy]`.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,18 +33,23 @@ def link_tree(into: Path) -> Path:
 
 def run_mypy() -> subprocess.CompletedProcess[str]:
     """mypy over `fusembed` (both rooms) and every benchmark script; its report, paths mapped back."""
-    with tempfile.TemporaryDirectory(prefix="fusembed-mypy-") as tmp:
-        package = link_tree(Path(tmp))
-        benchmarks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("*.py"))
-        env = {**os.environ, "MYPYPATH": os.pathsep.join([tmp, str(ROOT / "benchmarks")])}
-        done = subprocess.run(
-            [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-             str(package), *benchmarks],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-        )
-        # mypy prints the paths it was given: the links. Name the files a reader opens instead.
-        out = done.stdout.replace(f"{package}/export/", "export/").replace(f"{package}/", "runtime/")
-        return subprocess.CompletedProcess(done.args, done.returncode, out, done.stderr)
+    # One fixed place, so that paths in mypy's incremental cache stay valid from run to run.
+    tree = ROOT / ".mypy_cache" / "package-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    package = link_tree(tree)
+    benchmarks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks").glob("*.py"))
+    env = {**os.environ, "MYPYPATH": os.pathsep.join([str(tree), str(ROOT / "benchmarks")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+         str(package), *benchmarks],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )
+    # mypy prints the paths it was given: the links. Name the files a reader opens instead.
+    out = done.stdout
+    for shown in (str(package), str(package.relative_to(ROOT))):  # mypy may print either
+        out = out.replace(f"{shown}/export/", "export/").replace(f"{shown}/", "runtime/")
+    return subprocess.CompletedProcess(done.args, done.returncode, out, done.stderr)
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from fusembed import BundleError, Encoder, ExportError, read_manifest
+from fusembed import ArgumentError, BundleError, Encoder, ExportError, read_manifest
 from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 from fusembed.export.texts import varied_texts
@@ -125,7 +125,7 @@ def test_int8_only_bundle_fails_when_int8_misses(make_replica: Callable[..., Pat
 
 
 def test_unknown_variant_is_refused_before_any_work() -> None:
-    with pytest.raises(ExportError, match="variants must be a non-empty subset"):
+    with pytest.raises(ArgumentError, match="variants must be a non-empty subset"):
         ExportOptions(variants=("int4",))
 
 

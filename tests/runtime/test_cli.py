@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -188,3 +189,61 @@ def test_console_script_and_module_entry(minilm_bundle: Path) -> None:
     result = subprocess.run([Path(sys.executable).parent / "fusembed", "--version"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.startswith("fusembed ")
+
+
+class _Recording(Encoder):
+    """An Encoder that records how the CLI built and called it."""
+
+    made: ClassVar[list[dict[str, object]]] = []
+    calls: ClassVar[list[dict[str, object]]] = []
+
+    def __init__(self, bundle: Path, **kwargs: object) -> None:
+        _Recording.made.append(kwargs)
+        super().__init__(bundle, **kwargs)  # type: ignore[arg-type]
+
+    def encode(self, texts, **kwargs):  # type: ignore[no-untyped-def, override]
+        _Recording.calls.append(kwargs)
+        return super().encode(texts, **kwargs)
+
+
+@pytest.mark.parametrize("command", ["encode", "search", "serve", "embed-corpus"])
+def test_every_command_honours_the_encoder_options(
+    command: str, minilm_bundle: Path, docs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fusembed.cli._options
+    import fusembed.server
+
+    _Recording.made.clear()
+    _Recording.calls.clear()
+    monkeypatch.setattr(fusembed.cli._options, "Encoder", _Recording)
+    monkeypatch.setattr(fusembed.server, "run", lambda *a, **k: None)  # serve: build, do not listen
+    common = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    argv = {
+        "encode": ["encode", str(minilm_bundle), "--input", str(docs_file), "--output",
+                   str(tmp_path / "o.npy"), "--batch-size", "3"],
+        "search": ["search", str(minilm_bundle), "--query", "q", "--docs", str(docs_file),
+                   "--batch-size", "3"],
+        "serve": ["serve", str(minilm_bundle)],
+        "embed-corpus": ["embed-corpus", str(docs_file), str(tmp_path / "out"),
+                         "--bundle", str(minilm_bundle), "--batch-size", "3", "--no-progress"],
+    }[command]
+    assert main([*argv, *common]) == 0
+    assert _Recording.made == [{"device": "cpu", "precision": "fp32", "threads": 1}]
+    if command != "serve":
+        assert {call.get("batch_size") for call in _Recording.calls if "batch_size" in call} == {3}
+
+
+def test_a_bad_argument_is_reported_by_its_flag(
+    minilm_bundle: Path, docs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The library names its parameter (`batch_size`); the user typed a flag (`--batch-size`)."""
+    from fusembed import ArgumentError
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise ArgumentError("batch_size", "must be a positive int, got 0")
+
+    monkeypatch.setattr(Encoder, "encode", refuse)
+    assert main(["encode", str(minilm_bundle), "--input", str(docs_file), "--output",
+                 str(tmp_path / "o.npy")]) == 2
+    assert capsys.readouterr().err == "fusembed encode: error: --batch-size must be a positive int, got 0\n"

@@ -1,0 +1,43 @@
+"""`fusembed search BUNDLE --query TEXT --docs FILE`: rank documents against a query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .._errors import InputError
+from .._readers import read_texts
+from .._similarity import cos_sim, dot_score, semantic_search
+from ._options import add_bundle, add_encoder_options, add_text_input, default, encoder, positive_int
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser("search", help="rank documents from a file against a query")
+    add_bundle(p)
+    add_encoder_options(p)
+    p.add_argument("--query", required=True, help="the query text")
+    add_text_input(p, "--docs", "documents")
+    p.add_argument("--top-k", type=positive_int, default=default(semantic_search, "top_k"),
+                   help="results to print (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of 'score document' lines")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    docs = read_texts(args.input, args.field)
+    if not docs:
+        raise InputError(f"{args.input}: no documents to search")
+    model = encoder(args)
+    query_emb = model.encode(args.query)
+    doc_emb = model.encode(docs, batch_size=args.batch_size)
+    score = dot_score if model.similarity == "dot" else cos_sim
+    hits = semantic_search(query_emb, doc_emb, top_k=args.top_k, score_function=score)[0]
+    if args.json:
+        print(json.dumps([{"score": h["score"], "corpus_id": h["corpus_id"], "document": docs[h["corpus_id"]]}
+                          for h in hits], ensure_ascii=False))
+        return 0
+    print("Query:", args.query)
+    for hit in hits:
+        print(f"{hit['score']:.4f}", docs[hit["corpus_id"]])
+    return 0
