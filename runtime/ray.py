@@ -30,7 +30,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -44,7 +44,8 @@ try:
     import pyarrow.parquet as pq
     import ray
     import ray.data
-    from ray.data.datasource import FilenameProvider
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, FilenameProvider, ReadTask
 except ImportError as exc:
     raise ImportError(
         f"fusembed.ray needs the ray extra ({exc.name} is not installed): pip install 'fusembed[ray]'"
@@ -358,19 +359,37 @@ def _progress_bars(on: bool) -> Iterator[None]:
 
 def _read(source: Source, chunk_rows: int, *, keep: Literal["good", "bad"]) -> ray.data.Dataset:
     """The rows of `source`, read in a Ray task by the corpus readers, a block per chunk:
-    "good" rows as (id, text), or "bad" rows as their lines of _bad_rows.jsonl.
+    "good" rows as (id, text), or "bad" rows as their lines of _bad_rows.jsonl."""
+    return cast(ray.data.Dataset, ray.data.read_datasource(_CorpusDatasource(source, chunk_rows, keep)))
+
+
+class _CorpusDatasource(Datasource):
+    """A corpus file as Ray reads it: one read task, as Ray reads one file in one task too.
 
     Ray's own readers are not used: they give no row numbers, and they judge rows otherwise
     (Arrow's JSON reader fails a whole file for one line that is not JSON, and turns a missing
-    field into a null). One task reads the whole file, as Ray reads one file in one task too."""
-    return ray.data.from_items([{"input": str(source.path)}]).map_batches(
-        functools.partial(_read_rows, source=source, chunk_rows=chunk_rows, keep=keep),
-        batch_size=None, batch_format="pyarrow",
-    )
+    field into a null). A datasource rather than a map over a one-row dataset: Ray splits what
+    a read task yields into blocks for every actor, where a map's output would reach one actor."""
+
+    def __init__(self, source: Source, chunk_rows: int, keep: Literal["good", "bad"]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Ray leaves it unannotated
+        self.source, self.chunk_rows, self.keep = source, chunk_rows, keep
+
+    def estimate_inmemory_data_size(self) -> int:
+        return self.source.path.stat().st_size
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                       data_context: Any = None) -> list[ReadTask]:
+        size = self.source.path.stat().st_size
+        metadata: dict[str, Any] = {"num_rows": None, "size_bytes": size,
+                                    "input_files": [str(self.source.path)], "exec_stats": None}
+        if "schema" in {f.name for f in fields(BlockMetadata)}:  # older Ray keeps the schema here
+            metadata["schema"] = None
+        read = functools.partial(_read_rows, self.source, self.chunk_rows, self.keep)
+        return [ReadTask(read, BlockMetadata(**metadata))]
 
 
-def _read_rows(_: pa.Table, *, source: Source, chunk_rows: int,
-               keep: Literal["good", "bad"]) -> Iterator[pa.Table]:
+def _read_rows(source: Source, chunk_rows: int, keep: Literal["good", "bad"]) -> Iterator[pa.Table]:
     id_type = source.id_type()
     rows = source.rows()
     empty = True
