@@ -9,7 +9,7 @@ complete, so after an interruption a rerun skips the shards that exist, redoes t
 being written, and the output holds every row exactly once. `fusembed.ray.embed_corpus_with_ray`
 runs the same on Ray Data, with the same readers, bad-row rule and output directory.
 
-Where things are: `_readers` (the input formats), `_rows` (the one rule for rows that cannot be
+Where things are: `_readers` (reading the input formats), `_rows` (the one rule for rows that cannot be
 embedded), `_manifest` (the output directory: manifest, bad-row list, resume and overwrite),
 `_shards` (the shard files), `_embed` (the run itself).
 
@@ -29,9 +29,10 @@ except ImportError as exc:
         f"embed-corpus needs pyarrow ({exc.name} is not installed): pip install 'fusembed[corpus]'"
     ) from None
 
+from .._readers import InputFormat, format_of
 from ._embed import CorpusOptions, CorpusReport, embed_corpus
 from ._manifest import BAD_ROWS, MANIFEST, read_bad_rows
-from ._readers import InputFormat, Source, format_of
+from ._readers import Source
 from ._rows import BadRow, Row
 
 __all__ = [

@@ -10,18 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .._errors import ArgumentError, InputError
+from .._readers import InputFormat, format_of
 from ._rows import Row, json_row, parquet_row, text_row
-
-InputFormat = Literal["text", "jsonl", "parquet"]
-_BY_SUFFIX: dict[str, InputFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-
-
-def format_of(path: Path) -> InputFormat:
-    """The input format a file's suffix names; anything else is text, one document per line."""
-    return _BY_SUFFIX.get(path.suffix.lower(), "text")
 
 
 @dataclass(frozen=True)
