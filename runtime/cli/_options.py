@@ -33,10 +33,14 @@ def add_bundle(p: argparse.ArgumentParser, *, flag: str | None = None) -> None:
         p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
 
 
-def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True) -> None:
-    """--device, --precision and --threads, as `Encoder` takes them; --batch-size as `encode` does."""
-    p.add_argument("--device", choices=DEVICES, default=_DEVICE,
-                   help="where the model runs (default: %(default)s); cuda needs onnxruntime-gpu")
+def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True,
+                        device_default: str | None = None) -> None:
+    """--device, --precision and --threads, as `Encoder` takes them; --batch-size as `encode` does.
+    Where the device's default depends on other options, `device_default` says how; --device is
+    then None unless given, and the command decides (`device_or_default`)."""
+    p.add_argument("--device", choices=DEVICES, default=None if device_default else _DEVICE,
+                   help=f"where the model runs (default: {device_default or _DEVICE}); "
+                   "cuda needs onnxruntime-gpu")
     p.add_argument("--precision", choices=get_args(PrecisionChoice), default=_PRECISION,
                    help="model variant (default: %(default)s: the fastest one measured to keep the "
                    "model's quality on this machine)")
@@ -47,8 +51,14 @@ def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True) 
                        help="texts per model call (default: %(default)s)")
 
 
+def device_or_default(args: argparse.Namespace) -> Any:
+    """--device, or `Encoder`'s default device when it was not given."""
+    return args.device or _DEVICE
+
+
 def encoder(args: argparse.Namespace) -> Encoder:
-    return Encoder(args.bundle, device=args.device, precision=args.precision, threads=args.threads)
+    return Encoder(args.bundle, device=device_or_default(args), precision=args.precision,
+                   threads=args.threads)
 
 
 def add_text_input(p: argparse.ArgumentParser, flag: str, what: str, *, required: bool = True) -> None:

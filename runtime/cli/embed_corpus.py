@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._options import add_bundle, add_encoder_options, positive_float, positive_int
+from ._options import add_bundle, add_encoder_options, non_negative_float, positive_float, positive_int
+
+try:  # the defaults, read once from the options the library takes
+    from ..corpus import CorpusOptions
+except ImportError:  # without the corpus extra the command still shows its options, then says so
+    _CORPUS = None
+else:
+    _CORPUS = CorpusOptions()
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -22,16 +29,18 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="*.txt (one per line), *.jsonl/*.ndjson or *.parquet")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="directory for the shards")
     add_bundle(p, flag="--bundle")
-    add_encoder_options(p)
+    add_encoder_options(p, device_default="cpu; with --ray, cuda when --ray-gpus-per-worker > 0")
+    if _CORPUS is not None:
+        p.set_defaults(batch_size=_CORPUS.batch_size)
     p.add_argument("--format", choices=("text", "jsonl", "parquet"),
                    help="input format (default: from the suffix; anything else is text)")
     p.add_argument("--text-field", default="text",
                    help="JSONL field or Parquet column of the text (default: text)")
     p.add_argument("--id-field", help="JSONL field or Parquet column of the id (default: the row number)")
-    p.add_argument("--on-bad-row", choices=("fail", "skip"), default="fail",
+    p.add_argument("--on-bad-row", choices=("fail", "skip"), default=_CORPUS and _CORPUS.on_bad_row,
                    help="a row with no usable text (empty, not UTF-8, missing field): stop, or leave it out "
                    "and list it in _bad_rows.jsonl (default: fail)")
-    p.add_argument("--shard-rows", type=positive_int, default=50_000,
+    p.add_argument("--shard-rows", type=positive_int, default=_CORPUS and _CORPUS.shard_rows,
                    help="input rows per shard, the unit of resuming (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUTPUT_DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -42,33 +51,30 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="with --ray: embedding actors, one bundle each (default: %(default)s)")
     p.add_argument("--ray-cpus-per-worker", type=positive_float, default=1.0,
                    help="with --ray: CPUs per actor, also its onnxruntime threads (default: %(default)s)")
-    p.add_argument("--ray-gpus-per-worker", type=float, default=0.0,
+    p.add_argument("--ray-gpus-per-worker", type=non_negative_float, default=0.0,
                    help="with --ray: GPUs per actor; > 0 runs the actors with device=cuda (default: 0)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..corpus import CorpusOptions, Source, embed_corpus  # ImportError names the extra
+    from ._options import encoder
+
+    source = Source.open(args.input, format=args.format, text_field=args.text_field, id_field=args.id_field)
+    options = CorpusOptions(shard_rows=args.shard_rows, on_bad_row=args.on_bad_row,
+                            batch_size=args.batch_size, progress=args.progress, overwrite=args.overwrite)
     if args.ray:
-        from ..ray import embed_corpus_with_ray  # ImportError names the extra
+        from ..ray import RayOptions, embed_corpus_with_ray  # ImportError names the extra
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray's progress bars stay
-
-        report = embed_corpus_with_ray(
-            args.input, args.output_dir, args.bundle, input_format=args.format, text_field=args.text_field,
-            id_field=args.id_field, on_bad_row=args.on_bad_row, batch_size=args.batch_size,
-            overwrite=args.overwrite, address=args.ray_address, workers=args.ray_workers,
-            cpus_per_worker=args.ray_cpus_per_worker, gpus_per_worker=args.ray_gpus_per_worker,
-            precision=args.precision,
-        )
+        ray_options = RayOptions(address=args.ray_address, workers=args.ray_workers,
+                                 cpus_per_worker=args.ray_cpus_per_worker,
+                                 gpus_per_worker=args.ray_gpus_per_worker)
+        report = embed_corpus_with_ray(source, args.output_dir, args.bundle, options, ray_options,
+                                       device=args.device, precision=args.precision,
+                                       threads=args.threads)
     else:
-        from ..corpus import CorpusOptions, Source, embed_corpus  # ImportError names the extra
-        from ._options import encoder
-
-        source = Source.open(args.input, format=args.format, text_field=args.text_field,
-                             id_field=args.id_field)
-        report = embed_corpus(source, args.output_dir, encoder(args), CorpusOptions(
-            shard_rows=args.shard_rows, on_bad_row=args.on_bad_row, batch_size=args.batch_size,
-            progress=args.progress, overwrite=args.overwrite))
+        report = embed_corpus(source, args.output_dir, encoder(args), options)
     resumed = f", {report.shards_resumed} kept from an earlier run" if report.shards_resumed else ""
     print(f"wrote {report.output_dir}: {report.rows_written} of {report.rows_in} rows in {report.shards} "
           f"shards{resumed}, {report.bad_rows} bad rows (_bad_rows.jsonl), {report.seconds:.1f} s",
