@@ -30,7 +30,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -38,6 +38,7 @@ from ._encoder import Encoder, PrecisionChoice, _choose_variant
 from ._errors import ArgumentError, InputError
 from ._manifest import Manifest, read_manifest
 from ._providers import DEVICES, Device
+from ._ray_options import RayOptions, check_resources
 
 try:
     import pyarrow as pa
@@ -129,7 +130,7 @@ def embed_dataset(
     for name, value in (("rows_per_batch", rows_per_batch), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArgumentError(name, f"must be a positive int, got {value!r}")
-    _check_resources(num_cpus, num_gpus, cpus="num_cpus", gpus="num_gpus")
+    check_resources(num_cpus, num_gpus, cpus="num_cpus", gpus="num_gpus")
     bundle = Path(bundle)
     manifest = read_manifest(bundle)  # a damaged bundle fails here, not in every actor
     chosen = _device(device, num_gpus, gpus="num_gpus")
@@ -141,34 +142,6 @@ def embed_dataset(
                   concurrency=concurrency, num_cpus=num_cpus, num_gpus=num_gpus,
                   rows_per_batch=rows_per_batch, batch_size=batch_size, device=chosen,
                   precision=precision, threads=threads, ship_bundle=ship_bundle)
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where a corpus run on Ray runs, and how wide (`embed_corpus_with_ray`).
-
-    Attributes:
-        address: the Ray cluster to join, e.g. "ray://head:10001"; None starts a local cluster,
-            or uses the one this process is already connected to (after `ray.init()`).
-        workers: embedding actors, each holding one copy of the bundle.
-        cpus_per_worker: CPUs Ray reserves per actor; also its onnxruntime threads, unless
-            `threads` is given.
-        gpus_per_worker: GPUs per actor; above 0 the actors run on CUDA, unless `device` is given.
-
-    Raises:
-        ArgumentError: a count out of range.
-    """
-
-    address: str | None = None
-    workers: int = 2
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ArgumentError("workers", f"must be a positive int, got {self.workers!r}")
-        _check_resources(self.cpus_per_worker, self.gpus_per_worker, cpus="cpus_per_worker",
-                         gpus="gpus_per_worker")
 
 
 def embed_corpus_with_ray(
@@ -287,13 +260,6 @@ def _embed(ds: ray.data.Dataset, bundle: Path, manifest: Manifest, *, text_colum
         batch_size=rows_per_batch, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, num_gpus=num_gpus,
     )
-
-
-def _check_resources(num_cpus: float, num_gpus: float, *, cpus: str, gpus: str) -> None:
-    if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or not num_cpus > 0:
-        raise ArgumentError(cpus, f"must be a number above 0, got {num_cpus!r}")
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, float)) or not num_gpus >= 0:
-        raise ArgumentError(gpus, f"must be a number of at least 0, got {num_gpus!r}")
 
 
 def _device(device: Device | None, num_gpus: float, *, gpus: str) -> Device:

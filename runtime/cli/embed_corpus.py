@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._ray_options import RayOptions
 from ._options import add_bundle, add_encoder_options, non_negative_float, positive_float, positive_int
 
 try:  # the defaults, read once from the options the library takes
@@ -17,6 +18,7 @@ except ImportError:  # without the corpus extra the command still shows its opti
     _CORPUS = None
 else:
     _CORPUS = CorpusOptions()
+_RAY = RayOptions()
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -45,14 +47,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUTPUT_DIR")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--ray", action="store_true", help="run on Ray Data (needs the ray extra)")
-    p.add_argument("--ray-address",
+    p.add_argument("--ray-address", dest="address", default=_RAY.address, metavar="RAY_ADDRESS",
                    help="Ray cluster to join, e.g. ray://head:10001 (default: start a local one)")
-    p.add_argument("--ray-workers", type=positive_int, default=2,
+    p.add_argument("--ray-workers", dest="workers", metavar="N", type=positive_int, default=_RAY.workers,
                    help="with --ray: embedding actors, one bundle each (default: %(default)s)")
-    p.add_argument("--ray-cpus-per-worker", type=positive_float, default=1.0,
+    p.add_argument("--ray-cpus-per-worker", dest="cpus_per_worker", metavar="N", type=positive_float,
+                   default=_RAY.cpus_per_worker,
                    help="with --ray: CPUs per actor, also its onnxruntime threads (default: %(default)s)")
-    p.add_argument("--ray-gpus-per-worker", type=non_negative_float, default=0.0,
-                   help="with --ray: GPUs per actor; > 0 runs the actors with device=cuda (default: 0)")
+    p.add_argument("--ray-gpus-per-worker", dest="gpus_per_worker", metavar="N",
+                   type=non_negative_float, default=_RAY.gpus_per_worker,
+                   help="with --ray: GPUs per actor; > 0 runs the actors with device=cuda "
+                   "(default: %(default)s)")
     return p
 
 
@@ -64,12 +69,11 @@ def run(args: argparse.Namespace) -> int:
     options = CorpusOptions(shard_rows=args.shard_rows, on_bad_row=args.on_bad_row,
                             batch_size=args.batch_size, progress=args.progress, overwrite=args.overwrite)
     if args.ray:
-        from ..ray import RayOptions, embed_corpus_with_ray  # ImportError names the extra
+        from ..ray import embed_corpus_with_ray  # ImportError names the extra
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray's progress bars stay
-        ray_options = RayOptions(address=args.ray_address, workers=args.ray_workers,
-                                 cpus_per_worker=args.ray_cpus_per_worker,
-                                 gpus_per_worker=args.ray_gpus_per_worker)
+        ray_options = RayOptions(address=args.address, workers=args.workers,
+                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
         report = embed_corpus_with_ray(source, args.output_dir, args.bundle, options, ray_options,
                                        device=args.device, precision=args.precision,
                                        threads=args.threads)

@@ -322,3 +322,26 @@ def test_files_that_are_not_a_corpus_are_never_deleted(tiny_bundle: Path, tmp_pa
         embed_corpus_with_ray(Source.open(tmp_path / "docs.txt"), mine, tiny_bundle,
                               CorpusOptions(overwrite=True), SMALL)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_the_command_line_runs_on_ray_with_every_option(
+    cluster: None, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """`fusembed embed-corpus --ray`, on the cluster this process is connected to."""
+    from fusembed.cli import main
+
+    texts = builtin_texts(10, seed=3)
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    assert main(["embed-corpus", str(src), str(out), "--bundle", str(tiny_bundle), "--ray",
+                 "--ray-workers", "2", "--ray-cpus-per-worker", "0.5", "--device", "cpu",
+                 "--precision", "fp32", "--threads", "1", "--batch-size", "4", "--shard-rows", "3",
+                 "--id-field", "id", "--no-progress"]) == 0
+    files = sorted(out.glob("part-*.parquet"))
+    assert len(files) >= 4 and all(pq.read_metadata(f).num_rows <= 3 for f in files)
+    ids, vectors = read_output(out)
+    order = np.argsort(ids)
+    expected = Encoder(tiny_bundle, precision="fp32").encode(texts)
+    assert sorted(ids) == sorted(f"d{i}" for i in range(10))
+    np.testing.assert_allclose(vectors[order], expected[np.argsort([f"d{i}" for i in range(10)])], atol=1e-5)
