@@ -34,6 +34,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from ._batching import DEFAULT_BATCH_SIZE
 from ._encoder import Encoder, PrecisionChoice, _choose_variant
 from ._errors import ArgumentError, InputError
 from ._manifest import Manifest, read_manifest
@@ -95,7 +96,7 @@ def embed_dataset(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     rows_per_batch: int = 1024,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     precision: PrecisionChoice = "auto",
     device: Device | None = None,
     threads: int | None = None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .._batching import DEFAULT_BATCH_SIZE
 from .._encoder import Encoder
 from .._errors import ArgumentError, InputError
 from .._progress import Progress
@@ -39,7 +40,7 @@ class CorpusOptions:
     shard_rows: int = 50_000
     chunk_rows: int = 4096
     on_bad_row: Literal["fail", "skip"] = "fail"
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     progress: bool = False
     overwrite: bool = False
 
