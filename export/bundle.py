@@ -84,7 +84,7 @@ def staged_directory(out_dir: Path, *, overwrite: bool) -> Iterator[Path]:
     """
     out_dir = out_dir.resolve()
     if out_dir.exists() and not overwrite:
-        raise ExportError(f"{out_dir} already exists; pass --overwrite to replace it")
+        raise ExportError(f"{out_dir} already exists; pass overwrite=True (--overwrite) to replace it")
     if out_dir.exists() and not (out_dir / MANIFEST_NAME).is_file() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} exists and is not a fusembed bundle; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -141,7 +141,7 @@ def quantize_int8(
     raise ExportError(
         f"int8: no scheme met the budget (mean cosine >= {min_mean_cosine}, min >= {min_cosine}); "
         f"best was {best.scheme} with mean {best.mean_cosine:.5f}, min {best.min_cosine:.5f}. "
-        "Use the fp32 variant, or lower --int8-min-cosine if that loss is acceptable."
+        "Use the fp32 variant, or lower int8_min_cosine (--int8-min-cosine) if that loss is acceptable."
     )
 
 

@@ -106,7 +106,8 @@ def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> 
         raise ExportError(
             f"{precision}: parity check failed: min cosine {parity.min_cosine:.7f} < required "
             f"{min_cosine} (max abs diff {parity.max_abs_diff:.2e}; worst text {worst_text[:60]!r}). "
-            "The bundle was not written. Try --no-optimize to rule out a fusion, or report it."
+            "The bundle was not written. Try optimize=False (--no-optimize) to rule out a fusion, "
+            "or report it."
         )
 
 
@@ -162,5 +163,5 @@ def gate_quality(quality: Quality, precision: str, *, min_mean: float, min_cosin
         raise ExportError(
             f"{precision}: quality gate failed on {quality.texts} texts against the fp32 torch "
             f"reference: {'; '.join(misses)}. The {precision} variant was not written; use fp32, or "
-            "relax the budget with the --int8-* options if that loss is acceptable."
+            "relax the int8_min_* budgets (the --int8-min-* options) if that loss is acceptable."
         )

@@ -59,7 +59,7 @@ def test_existing_output_needs_overwrite(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     export_model(folder, out, options=FP32)
     first = (out / "manifest.json").read_text()
-    with pytest.raises(ExportError, match=r"already exists; pass --overwrite"):
+    with pytest.raises(ExportError, match=r"already exists; pass overwrite=True \(--overwrite\)"):
         export_model(folder, out, options=FP32)
     assert (out / "manifest.json").read_text() == first
     export_model(folder, out, options=ExportOptions(overwrite=True, variants=("fp32",)))
