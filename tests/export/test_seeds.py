@@ -54,6 +54,6 @@ def test_seed_exports_with_parity(
 
     # Truncation at the seed's own length, [SEP] kept, exactly as sentence-transformers cuts.
     long_text = EDGE_TEXTS[-2]
-    ours = enc._tokenizer.encode(long_text).ids
+    ours = enc.tokenize([long_text])[0]
     theirs = st[0].preprocess([long_text])["input_ids"][0].tolist()
     assert ours == theirs and len(ours) == seed.max_seq_length and ours[-1] == 102
