@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,11 +19,12 @@ from .resolve import ModelFacts
 TOKENIZER_NAME = "tokenizer.json"
 
 
-def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path) -> Tokenizer:
+def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path, *, strip: bool = True) -> Tokenizer:
     """Write `tokenizer.json` that tokenizes exactly as sentence-transformers does for the model.
 
-    sentence-transformers strips each text, lowercases it when `do_lower_case` is set, and
-    truncates at `max_seq_length` word pieces with [CLS] and [SEP] kept. A model's own
+    sentence-transformers lowercases each text when `do_lower_case` is set, strips it when
+    `strip` says so (releases before 5 did; see `verify.strips_whitespace`), and truncates at
+    `max_seq_length` word pieces with [CLS] and [SEP] kept. A model's own
     tokenizer.json often says otherwise (all-MiniLM-L6-v2's truncates and pads at 128), so those
     settings are rewritten here rather than trusted. Padding is left to the runtime.
     """
@@ -42,12 +44,13 @@ def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path) -> Tok
         if not getattr(fast, "is_fast", False):
             raise ExportError(f"{model_dir}: no tokenizer.json and no fast tokenizer conversion")
         tokenizer = fast.backend_tokenizer
-    steps: list[normalizers.Normalizer] = [normalizers.Strip()]
+    steps: list[normalizers.Normalizer] = [normalizers.Strip()] if strip else []
     if facts.do_lower_case:
         steps.append(normalizers.Lowercase())
     if tokenizer.normalizer is not None:
         steps.append(tokenizer.normalizer)
-    tokenizer.normalizer = normalizers.Sequence(steps)
+    if steps:
+        tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.no_padding()
     tokenizer.enable_truncation(
         max_length=facts.max_seq_length, strategy="longest_first", direction=facts.truncation_side
@@ -57,11 +60,25 @@ def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path) -> Tok
 
 
 def pad_token_id(tokenizer: Tokenizer, model_dir: Path) -> int:
-    for token in ("[PAD]", "<pad>"):
+    """The id of the model's padding token: the one its tokenizer_config.json or
+    special_tokens_map.json names (as transformers reads it), else [PAD] or <pad>."""
+    named: list[str] = []
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            config = json.loads((model_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        token = config.get("pad_token") if isinstance(config, dict) else None
+        if isinstance(token, dict):  # {"content": "<pad>", "lstrip": false, ...}
+            token = token.get("content")
+        if isinstance(token, str):
+            named.append(token)
+    for token in (*named, "[PAD]", "<pad>"):
         tid = tokenizer.token_to_id(token)
         if tid is not None:
             return int(tid)
-    raise ExportError(f"{model_dir}: cannot find the padding token in the tokenizer")
+    raise ExportError(f"{model_dir}: cannot find the padding token in the tokenizer "
+                      f"(looked for {', '.join(repr(t) for t in (*named, '[PAD]', '<pad>'))})")
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:

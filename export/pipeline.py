@@ -34,6 +34,7 @@ from .verify import (
     load_sentence_transformer,
     measure_quality,
     reference_for,
+    strips_whitespace,
 )
 
 CHECK_NAME = "check.json"
@@ -97,7 +98,9 @@ def export_model(
         else:
             fp32_path.write_bytes(raw.read_bytes())
             opt = OptimizeResult(fp32_path, False, reason="disabled by option")
-        tokenizer = prepare_tokenizer(resolved.path, facts, staging / TOKENIZER_NAME)
+        st_model = step("load sentence-transformers", lambda: load_sentence_transformer(resolved.path))
+        strip = strips_whitespace(st_model)
+        tokenizer = prepare_tokenizer(resolved.path, facts, staging / TOKENIZER_NAME, strip=strip)
         pad_id = pad_token_id(tokenizer, resolved.path)
         variants = {"fp32": Variant(precision="fp32", file=FILES["fp32"], parity=_PENDING,
                                     optimized=opt.applied, fusions=opt.fusions, scheme="fp32")}
@@ -109,7 +112,6 @@ def export_model(
             exporter=_versions(graph.opset, facts.similarity_source),
         )
         write_manifest(staging, manifest)
-        st_model = step("load sentence-transformers", lambda: load_sentence_transformer(resolved.path))
         reference = reference_for(st_model, options.parity_texts, facts)
 
         def check_fp32() -> Parity:

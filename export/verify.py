@@ -47,7 +47,10 @@ def reference_for(
 
     `token_ids` also records its token ids, one text at a time (slow; only the parity texts
     need them)."""
-    from sentence_transformers.models import Normalize
+    try:  # sentence-transformers 5.x moved its modules; the old path still works, with a warning
+        from sentence_transformers.sentence_transformer.modules import Normalize
+    except ImportError:
+        from sentence_transformers.models import Normalize
 
     checks = {
         "dim": (facts.dim, _embedding_dimension(st_model)),
@@ -60,6 +63,11 @@ def reference_for(
     emb = np.asarray(st_model.encode(list(texts), batch_size=16, convert_to_numpy=True), dtype=np.float32)
     if not token_ids:
         return Reference(tuple(texts), emb, None)
+    return Reference(tuple(texts), emb, tuple(token_ids_of(st_model, texts)))
+
+
+def token_ids_of(st_model: Any, texts: Sequence[str]) -> list[tuple[int, ...]]:
+    """The token ids sentence-transformers feeds its model for each text, one at a time."""
     first = st_model[0]
     # sentence-transformers 5.x renamed tokenize to preprocess; older releases have only tokenize.
     tokenize = getattr(first, "preprocess", None) or first.tokenize
@@ -67,7 +75,16 @@ def reference_for(
     for text in texts:  # one at a time: no padding to strip
         feats = tokenize([text])
         ids.append(tuple(int(t) for t in feats["input_ids"][0]))
-    return Reference(tuple(texts), emb, tuple(ids))
+    return ids
+
+
+def strips_whitespace(st_model: Any) -> bool:
+    """Whether this sentence-transformers gives a text the same ids as the text stripped of its
+    edge whitespace. Releases before 5 strip every text; 5.x passes it to the tokenizer as it is,
+    which matters for byte-level BPE and SentencePiece (a leading space is a token of its own)
+    and not for WordPiece (which splits on whitespace either way)."""
+    edged, bare = token_ids_of(st_model, ["  whitespace probe  ", "whitespace probe"])
+    return edged == bare
 
 
 def _embedding_dimension(st_model: Any) -> int:
@@ -81,26 +98,28 @@ def compare(reference: Reference, encoder: Encoder) -> tuple[Parity, str]:
     if reference.token_ids is None:
         raise ValueError("compare needs a Reference made with token_ids=True")
     got = encoder.encode(list(reference.texts), batch_size=16)
-    ours = [tuple(e.ids) for e in encoder._tokenizer.encode_batch(list(reference.texts))]
+    ours = [tuple(row) for row in encoder.tokenize(list(reference.texts))]
     ref = reference.embeddings
     cos = row_cosine(ref, got)
     worst = int(np.argmin(cos))
+    differ = [i for i, (a, b) in enumerate(zip(ours, reference.token_ids, strict=True)) if a != b]
     parity = Parity(
         texts=len(reference.texts),
         max_abs_diff=float(np.max(np.abs(ref - got))),
         min_cosine=float(cos[worst]),
         mean_cosine=float(np.mean(cos)),
-        tokenization_match=ours == list(reference.token_ids),
+        tokenization_match=not differ,
     )
-    return parity, reference.texts[worst]
+    # Where the token ids differ, that text is the one to show: the vectors follow from the ids.
+    return parity, reference.texts[differ[0] if differ else worst]
 
 
 def gate(parity: Parity, worst_text: str, precision: str, min_cosine: float) -> None:
     """Raise ExportError when a variant misses its parity budget."""
     if not parity.tokenization_match:
         raise ExportError(
-            f"{precision}: the bundle's tokenizer does not reproduce sentence-transformers' token ids; "
-            "the bundle was not written"
+            f"{precision}: the bundle's tokenizer does not reproduce sentence-transformers' token ids "
+            f"(first on the text {worst_text[:60]!r}); the bundle was not written"
         )
     if parity.min_cosine < min_cosine:
         raise ExportError(
