@@ -1,12 +1,14 @@
 """Architectures beyond BERT, exported from small replicas: random weights, a real tokenizer of
-the model's class. Here RoBERTa, whose byte-level BPE gives a leading or trailing space tokens of
-its own, so the bundle must treat edge whitespace exactly as the installed sentence-transformers
-does (releases before 5 strip each text; 5.x does not)."""
+the model's class. RoBERTa's byte-level BPE and XLM-RoBERTa's SentencePiece (Unigram, Metaspace)
+give a leading or trailing space tokens of their own, so the bundle must treat edge whitespace
+exactly as the installed sentence-transformers does (releases before 5 strip each text; 5.x does
+not)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fusembed import Encoder, read_manifest
@@ -15,17 +17,34 @@ from fusembed.export.texts import EDGE_TEXTS, varied_texts
 from fusembed.export.verify import load_sentence_transformer, strips_whitespace, token_ids_of
 
 
-@pytest.fixture(scope="module")
-def roberta_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer RoBERTa saved by sentence-transformers (mean pooling, normalised), with a
-    byte-level BPE trained here and wrapped in transformers' RobertaTokenizerFast."""
-    import torch
+def _save_st(hf: Path, out: Path) -> Path:
+    """`hf` (a transformers model folder) as a sentence-transformers folder: mean pooling, normalised."""
     from sentence_transformers import SentenceTransformer
 
     try:  # sentence-transformers 5.x moved the modules; the old path warns
         from sentence_transformers.sentence_transformer import modules as models
     except ImportError:
         from sentence_transformers import models  # type: ignore[no-redef]
+    transformer = models.Transformer(str(hf), max_seq_length=128)
+    pooling = models.Pooling(32, pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(out))
+    return out
+
+
+def _tiny(config_class: Any, model_class: Any, tokenizer: Any, hf: Path) -> None:
+    """A 2-layer, 32-wide model of the class, random weights, beside its tokenizer in `hf`."""
+    import torch
+
+    config = config_class(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=130,
+                          pad_token_id=tokenizer.pad_token_id, type_vocab_size=1)
+    torch.manual_seed(0)
+    model_class(config).eval().save_pretrained(hf)
+
+
+@pytest.fixture(scope="module")
+def roberta_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RoBERTa with a byte-level BPE trained here, in transformers' RobertaTokenizerFast."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
 
@@ -36,31 +55,49 @@ def roberta_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bpe.save_model(str(root))
     tokenizer = RobertaTokenizerFast(vocab_file=str(root / "vocab.json"),
                                      merges_file=str(root / "merges.txt"))
-    hf = root / "hf"
-    tokenizer.save_pretrained(hf)
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, intermediate_size=64, max_position_embeddings=130,
-                           pad_token_id=tokenizer.pad_token_id, type_vocab_size=1)
-    torch.manual_seed(0)
-    RobertaModel(config).eval().save_pretrained(hf)
-    transformer = models.Transformer(str(hf), max_seq_length=128)
-    pooling = models.Pooling(32, pooling_mode="mean")
-    out = root / "st"
-    SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(out))
-    return out
+    tokenizer.save_pretrained(root / "hf")
+    _tiny(RobertaConfig, RobertaModel, tokenizer, root / "hf")
+    return _save_st(root / "hf", root / "st")
 
 
-def test_roberta_exports_with_exact_token_ids_and_parity(roberta_replica: Path, tmp_path: Path) -> None:
-    report = export_model(roberta_replica, tmp_path / "bundle", options=ExportOptions(variants=("fp32",)))
+@pytest.fixture(scope="module")
+def xlm_roberta_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """XLM-RoBERTa with a SentencePiece Unigram model trained here (Metaspace, <s> ... </s>), in
+    transformers' XLMRobertaTokenizerFast."""
+    from tokenizers import SentencePieceUnigramTokenizer, processors
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+
+    root = tmp_path_factory.mktemp("xlm-roberta")
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(varied_texts(2000, seed=5) + list(EDGE_TEXTS), vocab_size=800,
+                           special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], unk_token="<unk>")
+    sp.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    sp.save(str(root / "tokenizer.json"))
+    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(root / "tokenizer.json"))
+    tokenizer.save_pretrained(root / "hf")
+    _tiny(XLMRobertaConfig, XLMRobertaModel, tokenizer, root / "hf")
+    return _save_st(root / "hf", root / "st")
+
+
+@pytest.mark.parametrize("replica", ["roberta_replica", "xlm_roberta_replica"])
+def test_exports_with_exact_token_ids_and_parity(replica: str, request: pytest.FixtureRequest,
+                                                 tmp_path: Path) -> None:
+    folder: Path = request.getfixturevalue(replica)
+    report = export_model(folder, tmp_path / "bundle", options=ExportOptions(variants=("fp32", "int8")))
     manifest = read_manifest(report.bundle)
-    parity = manifest.variants["fp32"].parity
-    assert parity.tokenization_match and parity.min_cosine >= 0.99999
+    assert set(manifest.variants) == {"fp32", "int8"}, report.rejected
+    fp32 = manifest.variants["fp32"].parity
+    assert fp32.tokenization_match and fp32.min_cosine >= 0.99999
     assert "   leading and trailing spaces   " in EDGE_TEXTS  # the parity texts hold edge whitespace
 
-    st = load_sentence_transformer(roberta_replica)
-    pad = json.loads((roberta_replica / "tokenizer_config.json").read_text())["pad_token"]
+    st = load_sentence_transformer(folder)
+    pad = json.loads((folder / "tokenizer_config.json").read_text())["pad_token"]
     assert manifest.pad_token_id == st.tokenizer.convert_tokens_to_ids(pad) == 1  # <pad>, not a guess
-    texts = ["  two leading", "two trailing  ", " ", "", "\tTab\n", "naïve café 東京 🙂"]
-    assert Encoder(report.bundle).tokenize(texts) == [list(ids) for ids in token_ids_of(st, texts)]
-    if not strips_whitespace(st):  # this sentence-transformers keeps edge whitespace: so must we
-        assert token_ids_of(st, [" x"]) != token_ids_of(st, ["x"])
+    texts = ["  two leading", "two trailing  ", " ", "", "\tTab\n", "naïve café 東京 🙂", "query: a"]
+    ids = [list(row) for row in token_ids_of(st, texts)]
+    assert ids[0][0] == 0 and ids[0][-1] == 2  # <s> ... </s>, as the model's tokenizer frames a text
+    assert Encoder(report.bundle).tokenize(texts) == ids
+    if not strips_whitespace(st):  # this sentence-transformers keeps edge whitespace, and it counts
+        edged = "   leading and trailing spaces   "
+        assert token_ids_of(st, [edged]) != token_ids_of(st, [edged.strip()])
