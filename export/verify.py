@@ -50,7 +50,7 @@ def reference_for(
     try:  # sentence-transformers 5.x moved its modules; the old path still works, with a warning
         from sentence_transformers.sentence_transformer.modules import Normalize
     except ImportError:
-        from sentence_transformers.models import Normalize
+        from sentence_transformers.models import Normalize  # type: ignore[no-redef]
 
     checks = {
         "dim": (facts.dim, _embedding_dimension(st_model)),
