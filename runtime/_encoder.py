@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 from ._auto import Choice, choose_auto
 from ._batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._cpu import cpu_info
-from ._errors import ArgumentError, BundleError, InputError
+from ._errors import ArgumentError, BundleError, InputError, check_positive_int
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
 from ._providers import Device, available_cpus, check_session_device, providers_for
@@ -59,8 +59,7 @@ class Encoder:
     ) -> None:
         self.bundle = Path(bundle)
         providers = providers_for(device)
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise ArgumentError("threads", f"must be a positive int or None, got {threads!r}")
+        check_positive_int("threads", threads, none_ok=True)
         self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
         self.device: Device = device
         self.choice: Choice = _choose_variant(self.manifest, device, precision)
@@ -144,8 +143,7 @@ class Encoder:
             ArgumentError: batch_size or max_tokens is not a positive int.
         """
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ArgumentError(name, f"must be a positive int, got {value!r}")
+            check_positive_int(name, value)
         if isinstance(texts, str):  # the interactive path: no planning, no padding
             if (at := surrogate_at(texts)) is not None:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "

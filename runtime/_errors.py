@@ -36,6 +36,15 @@ class ArgumentError(FusembedError, ValueError):
         self.problem = problem
 
 
+def check_positive_int(param: str, value: object, *, none_ok: bool = False) -> None:
+    """`value` counts something: an int of at least 1 (not a bool, not a float), or None when
+    `none_ok` (the default is then chosen elsewhere). Else an `ArgumentError` naming `param`."""
+    if none_ok and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ArgumentError(param, f"must be a positive int{' or None' if none_ok else ''}, got {value!r}")
+
+
 class InputError(FusembedError, ValueError):
     """Texts, token ids or input rows given to fusembed are not what it accepts."""
 

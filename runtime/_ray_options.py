@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._errors import ArgumentError
+from ._errors import ArgumentError, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class RayOptions:
     gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ArgumentError("workers", f"must be a positive int, got {self.workers!r}")
+        check_positive_int("workers", self.workers)
         check_resources(self.cpus_per_worker, self.gpus_per_worker, cpus="cpus_per_worker",
                         gpus="gpus_per_worker")
 

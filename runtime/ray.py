@@ -36,7 +36,7 @@ from typing import Any, Literal, cast
 
 from ._batching import DEFAULT_BATCH_SIZE
 from ._encoder import Encoder, PrecisionChoice, _choose_variant
-from ._errors import ArgumentError, InputError
+from ._errors import ArgumentError, InputError, check_positive_int
 from ._manifest import Manifest, read_manifest
 from ._providers import DEVICES, Device
 from ._ray_options import RayOptions, check_resources
@@ -126,11 +126,9 @@ def embed_dataset(
         InputError: `ds` has no column `text_column`.
         BundleError: `bundle` is not a readable bundle (checked here, not in every actor).
     """
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ArgumentError("concurrency", f"must be a positive int, got {concurrency!r}")
-    for name, value in (("rows_per_batch", rows_per_batch), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ArgumentError(name, f"must be a positive int, got {value!r}")
+    for name, value in (("concurrency", concurrency), ("rows_per_batch", rows_per_batch),
+                        ("batch_size", batch_size)):
+        check_positive_int(name, value)
     check_resources(num_cpus, num_gpus, cpus="num_cpus", gpus="num_gpus")
     bundle = Path(bundle)
     manifest = read_manifest(bundle)  # a damaged bundle fails here, not in every actor
@@ -282,8 +280,7 @@ def _threads(threads: int | None, num_cpus: float) -> int:
     a node do not oversubscribe it)."""
     if threads is None:
         return max(1, int(num_cpus))
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ArgumentError("threads", f"must be a positive int or None, got {threads!r}")
+    check_positive_int("threads", threads, none_ok=True)  # the message says None is allowed too
     return threads
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 from .._batching import DEFAULT_BATCH_SIZE
 from .._encoder import Encoder
-from .._errors import ArgumentError, InputError
+from .._errors import ArgumentError, InputError, check_positive_int
 from .._progress import Progress
 from ._manifest import BAD_ROWS, bundle_record, prepare_output_dir, run_record, write_manifest
 from ._readers import Source
@@ -46,9 +46,7 @@ class CorpusOptions:
 
     def __post_init__(self) -> None:
         for name in ("shard_rows", "chunk_rows", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ArgumentError(name, f"must be a positive int, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.on_bad_row not in ("fail", "skip"):
             raise ArgumentError("on_bad_row", f"must be 'fail' or 'skip', got {self.on_bad_row!r}")
 

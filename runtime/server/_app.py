@@ -31,10 +31,10 @@ from starlette.routing import Route
 
 from .._batching import DEFAULT_MAX_TOKENS
 from .._encoder import Encoder
-from .._errors import ApiError, ArgumentError, Overloaded, Stopping
+from .._errors import ApiError, ArgumentError, Overloaded, Stopping, check_positive_int
 from ._batcher import MicroBatcher
 from ._metrics import Metrics
-from ._protocol import Limits, api_error_body, check_positive_int, error_body, parse_request, response_body
+from ._protocol import Limits, api_error_body, error_body, parse_request, response_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ApiError, ArgumentError
+from .._errors import ApiError, check_positive_int
 from .._text import surrogate_at
 
 EncodingFormat = Literal["float", "base64"]
@@ -43,12 +43,6 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_inputs", "max_input_chars", "max_body_bytes"):
             check_positive_int(name, getattr(self, name))
-
-
-def check_positive_int(param: str, value: object) -> None:
-    """An option that counts something: an int of at least 1 (not a bool, not a float)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ArgumentError(param, f"must be a positive int, got {value!r}")
 
 
 @dataclass(frozen=True)

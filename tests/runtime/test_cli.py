@@ -247,3 +247,27 @@ def test_a_bad_argument_is_reported_by_its_flag(
     assert main(["encode", str(minilm_bundle), "--input", str(docs_file), "--output",
                  str(tmp_path / "o.npy")]) == 2
     assert capsys.readouterr().err == "fusembed encode: error: --batch-size must be a positive int, got 0\n"
+
+
+def test_an_argument_with_no_flag_keeps_the_librarys_name(
+    minilm_bundle: Path, docs_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fusembed import ArgumentError
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise ArgumentError("max_tokens", "must be a positive int, got 0")  # encode has no --max-tokens
+
+    monkeypatch.setattr(Encoder, "encode", refuse)
+    assert main(["encode", str(minilm_bundle), "--input", str(docs_file), "--output",
+                 str(tmp_path / "o.npy")]) == 2
+    assert capsys.readouterr().err == "fusembed encode: error: max_tokens must be a positive int, got 0\n"
+
+
+def test_parquet_is_for_embed_corpus(minilm_bundle: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    docs = tmp_path / "docs.parquet"
+    docs.write_bytes(b"PAR1")
+    assert main(["search", str(minilm_bundle), "--query", "q", "--docs", str(docs)]) == 1
+    assert capsys.readouterr().err == (
+        f"fusembed search: error: {docs}: Parquet input is read by embed-corpus; here give text or JSONL\n")

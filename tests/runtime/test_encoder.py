@@ -154,9 +154,10 @@ def test_chunked_tokenization_gives_the_same_rows(encoder: Encoder, monkeypatch:
     np.testing.assert_allclose(encoder.encode(texts, batch_size=4), whole, atol=1e-5)
 
 
-def test_bad_threads_option(minilm_bundle: Path) -> None:
-    with pytest.raises(ArgumentError, match="threads"):
-        Encoder(minilm_bundle, threads=0)
+@pytest.mark.parametrize("threads", [0, -1, True, 1.5, "2"])
+def test_bad_threads_option(minilm_bundle: Path, threads: object) -> None:
+    with pytest.raises(ArgumentError, match="threads must be a positive int or None"):
+        Encoder(minilm_bundle, threads=threads)  # type: ignore[arg-type]
 
 
 def test_tokenize_then_encode_tokens_equals_encode(encoder: Encoder) -> None:
