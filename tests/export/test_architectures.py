@@ -1,5 +1,5 @@
-"""Architectures beyond BERT, exported from small replicas: random weights, a real tokenizer of
-the model's class. RoBERTa's and ModernBERT's byte-level BPE and XLM-RoBERTa's SentencePiece (Unigram,
+"""Architectures beyond BERT (DistilBERT, MPNet, RoBERTa, XLM-RoBERTa, ModernBERT), exported from
+small replicas: random weights, a real tokenizer of the model's class. RoBERTa's and ModernBERT's byte-level BPE and XLM-RoBERTa's SentencePiece (Unigram,
 Metaspace) give a leading or trailing space tokens of their own, so the bundle must treat edge whitespace
 exactly as the installed sentence-transformers does (releases before 5 strip each text; 5.x does
 not)."""
@@ -111,7 +111,43 @@ def modernbert_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_st(root / "hf", root / "st")
 
 
-@pytest.mark.parametrize("replica", ["roberta_replica", "xlm_roberta_replica", "modernbert_replica"])
+def _wordpiece_vocab() -> Path:
+    """The uncased WordPiece vocabulary of the embedded default model."""
+    from fusembed.export.replicas import _embedded_tokenizer_dir
+
+    return _embedded_tokenizer_dir() / "vocab.txt"
+
+
+@pytest.fixture(scope="module")
+def distilbert_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DistilBERT (no token type ids) with the real WordPiece vocabulary, DistilBertTokenizerFast."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+
+    root = tmp_path_factory.mktemp("distilbert")
+    tokenizer = DistilBertTokenizerFast(vocab_file=str(_wordpiece_vocab()))
+    tokenizer.save_pretrained(root / "hf")
+    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=4, hidden_dim=64)
+    torch.manual_seed(0)
+    DistilBertModel(config).eval().save_pretrained(root / "hf")
+    return _save_st(root / "hf", root / "st")
+
+
+@pytest.fixture(scope="module")
+def mpnet_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MPNet (relative position buckets) with MPNetTokenizerFast over the WordPiece vocabulary;
+    its <s>, </s> and <pad> are added tokens, so the pad id must come from its config."""
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+
+    root = tmp_path_factory.mktemp("mpnet")
+    tokenizer = MPNetTokenizerFast(vocab_file=str(_wordpiece_vocab()))
+    tokenizer.save_pretrained(root / "hf")
+    _tiny(MPNetConfig, MPNetModel, tokenizer, root / "hf")
+    return _save_st(root / "hf", root / "st")
+
+
+@pytest.mark.parametrize("replica", ["distilbert_replica", "mpnet_replica", "roberta_replica",
+                                     "xlm_roberta_replica", "modernbert_replica"])
 def test_exports_with_exact_token_ids_and_parity(replica: str, request: pytest.FixtureRequest,
                                                  tmp_path: Path) -> None:
     folder: Path = request.getfixturevalue(replica)
@@ -127,7 +163,7 @@ def test_exports_with_exact_token_ids_and_parity(replica: str, request: pytest.F
     assert manifest.pad_token_id == st.tokenizer.convert_tokens_to_ids(pad)  # the model's own, not a guess
     texts = ["  two leading", "two trailing  ", " ", "", "\tTab\n", "naïve café 東京 🙂", "query: a"]
     ids = [list(row) for row in token_ids_of(st, texts)]
-    assert (ids[0][0], ids[0][-1]) in {(0, 2), (1, 2)}  # <s> ... </s> or [CLS] ... [SEP]
+    assert (ids[0][0], ids[0][-1]) == (st.tokenizer.cls_token_id, st.tokenizer.sep_token_id)  # framed
     assert Encoder(report.bundle).tokenize(texts) == ids
     if not strips_whitespace(st):  # this sentence-transformers keeps edge whitespace, and it counts
         edged = "   leading and trailing spaces   "
