@@ -22,7 +22,8 @@ try:  # the defaults, read once from the server's own options and `run`'s signat
 except ImportError:  # without the serve extra the command still shows its options, then says so
     _OPTIONS, _LIMITS, _RUN = None, None, dict.fromkeys(("host", "port", "graceful_timeout_s"))
 else:
-    _OPTIONS, _LIMITS = _server.ServerOptions(), _server.ServerOptions().limits
+    _OPTIONS = _server.ServerOptions()
+    _LIMITS = _OPTIONS.limits
     _RUN = {name: default(_server.run, name) for name in ("host", "port", "graceful_timeout_s")}
 
 
