@@ -24,6 +24,7 @@ from fusembed.export.graph import IR_VERSION, build_fused_graph
 from fusembed.export.optimize import optimize_graph
 from fusembed.export.resolve import EMBEDDED, ModelFacts, resolve_model
 from fusembed.export.texts import varied_texts
+from fusembed.export.verify import load_sentence_transformer
 from harness import Contention, best_pass_seconds, command_line, machine, short_texts
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         src = manifest.source
         model = resolve_model(embedded[src.model] if src.kind == "embedded" else src.model,
                               revision=src.revision if src.kind == "hub" else None)
-        build_fused_graph(model, work / "raw.onnx")
+        build_fused_graph(load_sentence_transformer(model.path), model, work / "raw.onnx")
         optimize_graph(work / "raw.onnx", work / "base.onnx", model.facts, for_quantization=True)
         skipln_base(work / "raw.onnx", work / "base-skipln.onnx", model.facts)
         calib = quantize.Calibration.build(tokenizer, varied_texts(256, seed=99), fp32, pad_id)

@@ -1,31 +1,37 @@
 """Step 2: build one ONNX graph from token ids to the final sentence embedding.
 
-optimum exports the whole sentence-transformers module stack (transformer, the model's own
-pooling and, only where modules.json has it, Normalize) as traced by torch. That graph has two
-outputs, `token_embeddings` and `sentence_embedding`; we keep only the second, so pooling and
-normalisation are fused into the graph and the runtime does no numpy post-processing.
+The whole sentence-transformers module stack (Transformer, the model's own Pooling, Dense layers
+and, only where modules.json has it, Normalize) is traced by torch's exporter as the model itself
+runs, so pooling and normalisation are fused into the graph and the runtime does no numpy
+post-processing. The graph takes `input_ids` and `attention_mask` (right-padded, as the runtime
+pads) and has one output, `sentence_embedding`.
+
+torch's exporter is driven directly, not through optimum: optimum-onnx pins transformers below
+4.58, and users run transformers 5. `tracing.py` holds the two adjustments tracing needs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 from fusembed._errors import ExportError
 
 from .resolve import ResolvedModel
+from .tracing import fold_squeeze_ifs, traceable_masks
 
 OUTPUT = "sentence_embedding"
+INPUTS = ("input_ids", "attention_mask")
 # onnx >= 1.23 stamps IR version 14 on models it builds; onnxruntime up to 1.31 refuses it. The
 # graph uses nothing newer than IR 8 (opset 17), so we write the oldest version that holds it.
 IR_VERSION = 8
 OPSET = 17
+# Two texts of different lengths: the example batch has a padded row, as real batches do.
+_EXAMPLE_TEXTS = ("A short text.", "A somewhat longer example text, traced to build the graph.")
 
 
 @dataclass(frozen=True)
@@ -37,39 +43,33 @@ class GraphResult:
     opset: int
 
 
-def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSET) -> GraphResult:
-    """Export `model` to `out_path` as a single-output ONNX graph (`sentence_embedding`)."""
-    try:
-        from optimum.exporters.onnx import main_export
-    except ImportError:
-        raise ImportError("export needs optimum-onnx: pip install 'fusembed[export]'") from None
+def build_fused_graph(st_model: Any, model: ResolvedModel, out_path: Path, *,
+                      opset: int = OPSET) -> GraphResult:
+    """Trace `st_model` (the loaded SentenceTransformer of `model`) to `out_path` as a
+    single-output ONNX graph (`sentence_embedding`)."""
+    import torch
 
+    ids, mask = _example_inputs(st_model)
+    module = _sentence_embedding_module(st_model)
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            OUTPUT: {0: "batch"}}
     with tempfile.TemporaryDirectory(prefix="fusembed-graph-") as work:
-        # optimum prints progress and a validation banner; the pipeline reports instead.
-        quiet = io.StringIO()
-        optimum_log = logging.getLogger("optimum")
-        level = optimum_log.level
-        optimum_log.setLevel(logging.ERROR)
+        traced = Path(work) / "traced.onnx"
         try:
-            with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            with warnings.catch_warnings(), traceable_masks(), torch.no_grad():
                 _silence_tracing_noise()
-                main_export(
-                    str(model.path), work, task="feature-extraction",
-                    library_name="sentence_transformers", opset=opset, device="cpu",
-                    do_validation=False, no_post_process=True,
-                )
-        except Exception as exc:  # optimum raises many types; the model name is what matters
-            raise ExportError(f"optimum could not export {model.source.model!r}: {exc}") from exc
-        finally:
-            optimum_log.setLevel(level)
-        graph = onnx.load(str(Path(work) / "model.onnx"))
+                torch.onnx.export(module, (ids, mask), str(traced), input_names=list(INPUTS),
+                                  output_names=[OUTPUT], dynamic_axes=axes, opset_version=opset,
+                                  do_constant_folding=True, dynamo=False)
+        except Exception as exc:  # the tracer raises many types; the model name is what matters
+            raise ExportError(f"torch could not export {model.source.model!r}: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        graph = onnx.load(str(traced))
 
     outputs = [o.name for o in graph.graph.output]
-    if OUTPUT not in outputs:
-        raise ExportError(f"exported graph has outputs {outputs}, expected {OUTPUT!r}")
-    keep = [o for o in graph.graph.output if o.name == OUTPUT]
-    del graph.graph.output[:]
-    graph.graph.output.extend(keep)
+    if outputs != [OUTPUT]:
+        raise ExportError(f"exported graph has outputs {outputs}, expected [{OUTPUT!r}]")
+    fold_squeeze_ifs(graph)
     _prune_unused(graph)
     graph.ir_version = min(graph.ir_version, IR_VERSION)
     onnx.checker.check_model(graph)
@@ -81,19 +81,51 @@ def build_fused_graph(model: ResolvedModel, out_path: Path, *, opset: int = OPSE
     )
 
 
+def _example_inputs(st_model: Any) -> tuple[Any, Any]:
+    """Token ids and mask of the example texts, right-padded as the runtime pads."""
+    import torch
+
+    tokenizer = st_model.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        batch = tokenizer(list(_EXAMPLE_TEXTS), padding=True, truncation=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = side
+    return batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
+
+
+def _sentence_embedding_module(st_model: Any) -> Any:
+    import torch
+
+    class SentenceEmbedding(torch.nn.Module):
+        """The module stack as one function of (input_ids, attention_mask)."""
+
+        def __init__(self, stack: Any) -> None:
+            super().__init__()
+            self.stack = stack
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            features = self.stack({"input_ids": input_ids, "attention_mask": attention_mask})
+            return features["sentence_embedding"]
+
+    return SentenceEmbedding(st_model).eval()
+
+
 def _silence_tracing_noise() -> None:
     """Hide warnings that tracing always emits and the user cannot act on.
 
-    The TorchScript exporter (which optimum drives) is deprecated in torch >= 2.9, and tracing
-    warns at every Python branch on a tensor's shape; the parity check is what proves the trace
-    right, so these only bury the export's own report.
+    The TorchScript exporter is deprecated in torch >= 2.9, and tracing warns at every Python
+    branch on a tensor's shape; the parity check is what proves the trace right, so these only
+    bury the export's own report.
     """
     import torch
 
     warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # type: ignore[attr-defined]
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|optimum)\.")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|torch)\.")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\.")
 
 
 def _prune_unused(model: onnx.ModelProto) -> None:

@@ -89,8 +89,9 @@ def export_model(
         log(f"  {resolved.source.model} ({resolved.source.kind}): dim {facts.dim}, "
             f"pooling {facts.pooling}, normalized {facts.normalized}, "
             f"max_seq_length {facts.max_seq_length}, similarity {facts.similarity}")
+        st_model = step("load sentence-transformers", lambda: load_sentence_transformer(resolved.path))
         raw = work / "fused.onnx"
-        graph = step("fused graph", lambda: build_fused_graph(resolved, raw))
+        graph = step("fused graph", lambda: build_fused_graph(st_model, resolved, raw))
         fp32_path = staging / FILES["fp32"]
         if options.optimize:
             opt = step("optimise", lambda: optimize_graph(raw, fp32_path, facts))
@@ -98,7 +99,6 @@ def export_model(
         else:
             fp32_path.write_bytes(raw.read_bytes())
             opt = OptimizeResult(fp32_path, False, reason="disabled by option")
-        st_model = step("load sentence-transformers", lambda: load_sentence_transformer(resolved.path))
         strip = strips_whitespace(st_model)
         tokenizer = prepare_tokenizer(resolved.path, facts, staging / TOKENIZER_NAME, strip=strip)
         pad_id = pad_token_id(tokenizer, resolved.path)
@@ -245,7 +245,7 @@ def _measure(variant: Variant, staging: Path, reference: Reference, quality_ref:
 
 def _versions(opset: int, similarity_source: str) -> dict[str, str]:
     info = {"opset": str(opset), "similarity_source": similarity_source}
-    for dist in ("fusembed", "torch", "transformers", "sentence-transformers", "optimum-onnx",
+    for dist in ("fusembed", "torch", "transformers", "sentence-transformers", "tokenizers",
                  "onnx", "onnxruntime"):
         try:
             info[dist] = md.version(dist)

@@ -22,6 +22,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Weights in other frameworks and ready-made ONNX/OpenVINO copies are never needed for export.
 _HUB_IGNORE = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot", "tf_model*",
                "flax_model*", "rust_model*", "*.tflite", "coreml/*"]
+# The sentence-transformers modules fusembed traces into the graph, in the order they may appear.
+SUPPORTED_MODULES = ("Transformer", "Pooling", "Dense", "Normalize")
 _POOLING_FLAGS = {
     "pooling_mode_cls_token": "cls",
     "pooling_mode_mean_tokens": "mean",
@@ -149,15 +151,21 @@ def read_facts(folder: Path, *, similarity: str | None = None) -> ModelFacts:
     pooling_mods = [m for m in modules if str(m.get("type", "")).endswith("Pooling")]
     if len(pooling_mods) != 1:
         raise ExportError(f"{folder}: expected exactly one Pooling module in modules.json, found {kinds}")
-    supported = {"Transformer", "Pooling", "Normalize"}
-    if not set(kinds) <= supported:
+    unknown = [m for m in modules if str(m.get("type", "")).rsplit(".", 1)[-1] not in SUPPORTED_MODULES]
+    if unknown:
+        names = ", ".join(f"{m.get('type')!r} (module {m.get('name', m.get('idx'))})" for m in unknown)
         raise ExportError(
-            f"{folder}: modules {sorted(set(kinds) - supported)} are not supported yet "
-            f"(fusembed exports {sorted(supported)})"
+            f"{folder}: fusembed cannot fuse {names}; it fuses {', '.join(SUPPORTED_MODULES)}"
         )
+    if kinds[0] != "Transformer":
+        raise ExportError(f"{folder}: the first module is {kinds[0]}; fusembed exports models that "
+                          "start with a Transformer module")
     pool_cfg = _json(folder / pooling_mods[0].get("path", "") / "config.json")
     pooling = _pooling_mode(pool_cfg, folder)
     dim = pool_cfg.get("word_embedding_dimension", pool_cfg.get("embedding_dimension"))
+    for module in modules:  # a Dense layer after pooling sets the final dimension
+        if str(module.get("type", "")).endswith(".Dense"):
+            dim = _json(folder / module.get("path", "") / "config.json").get("out_features", dim)
     normalized = "Normalize" in kinds
     sbert = _json(folder / "sentence_bert_config.json", required=False) or {}
     config = _json(folder / "config.json")
