@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fusembed import Encoder, read_manifest
 from fusembed.export import ExportOptions, export_model
@@ -173,6 +174,37 @@ def qwen3_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     Qwen3Model(config).eval().save_pretrained(root / "hf")
     return _save_st(root / "hf", root / "st", pooling_mode="lasttoken")
+
+
+def test_dense_layer_after_cls_pooling_is_fused(tmp_path: Path) -> None:
+    """LaBSE's stack: CLS pooling, a Dense layer with tanh (to a smaller dimension), Normalize."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    try:
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:
+        from sentence_transformers import models  # type: ignore[no-redef]
+    tokenizer = BertTokenizerFast(vocab_file=str(_wordpiece_vocab()))
+    tokenizer.save_pretrained(tmp_path / "hf")
+    _tiny(BertConfig, BertModel, tokenizer, tmp_path / "hf")
+    torch.manual_seed(1)
+    modules = [models.Transformer(str(tmp_path / "hf"), max_seq_length=128),
+               models.Pooling(32, pooling_mode="cls"),
+               models.Dense(32, 16, activation_function=torch.nn.Tanh()), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(tmp_path / "st"))
+
+    report = export_model(tmp_path / "st", tmp_path / "bundle",
+                          options=ExportOptions(variants=("fp32", "fp16"), int8_min_top10=0.0))
+    assert report.manifest.dim == 16 and report.manifest.pooling == "cls"
+    assert set(report.manifest.variants) == {"fp32", "fp16"}, report.rejected
+    assert report.manifest.variants["fp32"].parity.min_cosine >= 0.99999
+    st = load_sentence_transformer(tmp_path / "st")
+    texts = varied_texts(20, seed=3)
+    got = Encoder(report.bundle).encode(texts)
+    assert got.shape == (20, 16)
+    assert float(np.min(np.sum(got * st.encode(texts), axis=1))) >= 0.99999
 
 
 @pytest.mark.parametrize("replica", ["distilbert_replica", "mpnet_replica", "roberta_replica",

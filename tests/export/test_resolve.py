@@ -102,8 +102,13 @@ def test_similarity_from_config_and_override(folder: Path, tmp_path: Path) -> No
         (lambda d: (d / "modules.json").write_text(json.dumps(
             [{"type": "sentence_transformers.models.Transformer", "path": ""},
              {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"},
-             {"type": "sentence_transformers.models.Dense", "path": "2_Dense"}])),
-         r"modules \['Dense'\] are not supported"),
+             {"type": "sentence_transformers.models.LSTM", "path": "2_LSTM", "name": "2"}])),
+         r"cannot fuse 'sentence_transformers.models.LSTM' \(module 2\); it fuses Transformer, "
+         r"Pooling, Dense, Normalize"),
+        (lambda d: (d / "modules.json").write_text(json.dumps(
+            [{"type": "my_package.Reranker", "path": "", "name": "0"},
+             {"type": "sentence_transformers.models.Pooling", "path": "1_Pooling"}])),
+         r"cannot fuse 'my_package.Reranker' \(module 0\)"),
     ],
 )
 def test_unsupported_or_broken_folders(folder: Path, tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
