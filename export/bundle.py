@@ -44,6 +44,13 @@ def prepare_tokenizer(model_dir: Path, facts: ModelFacts, out_path: Path, *, str
         if not getattr(fast, "is_fast", False):
             raise ExportError(f"{model_dir}: no tokenizer.json and no fast tokenizer conversion")
         tokenizer = fast.backend_tokenizer
+        specials = len(getattr(fast, "all_special_tokens", ()))
+        if tokenizer.get_vocab_size(with_added_tokens=False) <= specials:
+            # transformers 5 builds an empty vocabulary (special tokens only) when the files are gone
+            raise ExportError(
+                f"{model_dir}: no tokenizer.json, and transformers could not build one from the "
+                f"folder's other tokenizer files (the vocabulary it built holds "
+                f"{tokenizer.get_vocab_size(with_added_tokens=False)} tokens)")
     steps: list[normalizers.Normalizer] = [normalizers.Strip()] if strip else []
     if facts.do_lower_case:
         steps.append(normalizers.Lowercase())

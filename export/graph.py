@@ -22,7 +22,7 @@ import onnx
 from fusembed._errors import ExportError
 
 from .resolve import ResolvedModel
-from .tracing import fold_squeeze_ifs, traceable_masks
+from .tracing import eager_attention, fold_squeeze_ifs, traceable_masks
 
 OUTPUT = "sentence_embedding"
 INPUTS = ("input_ids", "attention_mask")
@@ -56,7 +56,7 @@ def build_fused_graph(st_model: Any, model: ResolvedModel, out_path: Path, *,
     with tempfile.TemporaryDirectory(prefix="fusembed-graph-") as work:
         traced = Path(work) / "traced.onnx"
         try:
-            with warnings.catch_warnings(), traceable_masks(), torch.no_grad():
+            with warnings.catch_warnings(), traceable_masks(), eager_attention(st_model), torch.no_grad():
                 _silence_tracing_noise()
                 torch.onnx.export(module, (ids, mask), str(traced), input_names=list(INPUTS),
                                   output_names=[OUTPUT], dynamic_axes=axes, opset_version=opset,
@@ -70,7 +70,7 @@ def build_fused_graph(st_model: Any, model: ResolvedModel, out_path: Path, *,
     if outputs != [OUTPUT]:
         raise ExportError(f"exported graph has outputs {outputs}, expected [{OUTPUT!r}]")
     fold_squeeze_ifs(graph)
-    _prune_unused(graph)
+    prune_unused(graph)
     graph.ir_version = min(graph.ir_version, IR_VERSION)
     onnx.checker.check_model(graph)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def _silence_tracing_noise() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\.")
 
 
-def _prune_unused(model: onnx.ModelProto) -> None:
+def prune_unused(model: onnx.ModelProto) -> None:
     """Drop nodes, initializers and inputs that no longer feed the kept output."""
     graph = model.graph
     needed = {o.name for o in graph.output}

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import onnx
 
+from .fusions import fuse_biased_attention
 from .graph import IR_VERSION
 from .resolve import ModelFacts
 
 # Encoder families whose attention/layer-norm patterns onnxruntime's "bert" fusions recognise.
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
+# Families whose attention adds a position bias to the scores, fused by `fusions.py`.
+_BIASED_ATTENTION = {"mpnet"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ def optimize_graph(
         opt_level=0, use_gpu=False, optimization_options=options,
     )
     fusions = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    if facts.model_type in _BIASED_ATTENTION:
+        fused = fuse_biased_attention(optimized.model, facts.num_heads)
+        if fused:
+            fusions["MultiHeadAttention"] = fusions.get("MultiHeadAttention", 0) + fused
     optimized.model.ir_version = min(optimized.model.ir_version, IR_VERSION)
     optimized.save_model_to_file(str(dst))
     return OptimizeResult(dst, True, fusions, before, len(optimized.model.graph.node))

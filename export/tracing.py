@@ -7,8 +7,12 @@ Two things, each small:
   Python ints; TorchScript tracing either fails on them or bakes the example's length into the
   graph. For the duration of an export, `traceable_masks()` registers one mask function for the
   "sdpa" and "eager" attention implementations that builds the same mask from tensor operations
-  only. For bidirectional encoders it returns BERT's classic additive mask,
-  `(1 - mask[:, None, None, :]) * finfo.min`, the form onnxruntime's attention fusion knows.
+  only. For bidirectional encoders it returns transformers 4's additive mask, the form
+  onnxruntime's attention fusion knows.
+- **Eager attention.** `eager_attention()` switches the model to transformers' "eager" attention
+  (the same arithmetic as SDPA, written out as MatMul, Softmax, MatMul) while it is traced:
+  onnxruntime fuses that pattern into its Attention kernel on every transformers release, where
+  the traced SDPA of transformers 5 is left unfused.
 - **Squeeze without `If`.** torch exports `x.squeeze(d)` on a dimension of unknown size as
   `If(size == 1, Squeeze, Identity)`. Pooling squeezes dimensions that are 1 by construction (CLS
   and last-token pooling gather one position), and the `If` stops onnxruntime's float16 converter
@@ -27,10 +31,14 @@ from onnx import helper
 
 
 def _classic_mask(attention_mask: Any, dtype: Any) -> Any:
+    """transformers 4.x's additive SDPA mask, in the form onnxruntime's BERT fusion matches:
+    Where(Cast(1 - Expand(mask)), finfo.min, 1 - Expand(mask))."""
     import torch
 
-    expanded = attention_mask[:, None, None, :].to(dtype)
-    return (1.0 - expanded) * torch.finfo(dtype).min
+    batch, length = attention_mask.shape
+    expanded = attention_mask[:, None, None, :].expand(batch, 1, length, length).to(dtype)
+    inverted = 1.0 - expanded
+    return inverted.masked_fill(inverted.to(torch.bool), torch.finfo(dtype).min)
 
 
 def traceable_mask(*_args: Any, attention_mask: Any = None, mask_function: Callable[..., Any] | None = None,
@@ -57,6 +65,18 @@ def traceable_mask(*_args: Any, attention_mask: Any = None, mask_function: Calla
     return allowed & padding[:, None, None, :]
 
 
+def traceable_eager_mask(*args: Any, dtype: Any = None, **kwargs: Any) -> Any:
+    """`traceable_mask` as eager attention takes it: additive, 0 where allowed, finfo.min where not."""
+    import torch
+
+    mask = traceable_mask(*args, dtype=dtype, **kwargs)
+    if mask.dtype != torch.bool:
+        return mask
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        dtype = torch.float32
+    return torch.zeros((), dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+
+
 def _no_packed_sequences(*_args: Any, **_kwargs: Any) -> Any:
     return None
 
@@ -73,7 +93,7 @@ def traceable_masks() -> Iterator[None]:
     saved = {name: registry[name] for name in ("sdpa", "eager") if name in registry}
     find_packed = getattr(masking_utils, "find_packed_sequence_indices", None)
     for name in saved:
-        registry.register(name, traceable_mask)
+        registry.register(name, traceable_eager_mask if name == "eager" else traceable_mask)
     if find_packed is not None:  # uses torch.diff on position ids; texts are never packed here
         masking_utils.find_packed_sequence_indices = _no_packed_sequences
     try:
@@ -83,6 +103,23 @@ def traceable_masks() -> Iterator[None]:
             registry.register(name, function)
         if find_packed is not None:
             masking_utils.find_packed_sequence_indices = find_packed
+
+
+@contextlib.contextmanager
+def eager_attention(st_model: Any) -> Iterator[None]:
+    """Run the model's attention as "eager" inside the block, then restore what it was."""
+    model = getattr(st_model[0], "auto_model", None)
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None or before in (None, "eager"):
+        yield
+        return
+    switch("eager")
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def fold_squeeze_ifs(model: onnx.ModelProto) -> int:

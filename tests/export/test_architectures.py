@@ -7,6 +7,7 @@ text; 5.x does not)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,10 @@ def mpnet_replica(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
 
     root = tmp_path_factory.mktemp("mpnet")
-    tokenizer = MPNetTokenizerFast(vocab_file=str(_wordpiece_vocab()))
+    if "vocab_file" in inspect.signature(MPNetTokenizerFast.__init__).parameters:  # transformers 4
+        tokenizer = MPNetTokenizerFast(vocab_file=str(_wordpiece_vocab()))
+    else:  # transformers 5 takes the vocabulary (or its file) as `vocab`
+        tokenizer = MPNetTokenizerFast(vocab=str(_wordpiece_vocab()))
     tokenizer.save_pretrained(root / "hf")
     _tiny(MPNetConfig, MPNetModel, tokenizer, root / "hf")
     return _save_st(root / "hf", root / "st")
@@ -219,6 +223,12 @@ def test_exports_with_exact_token_ids_and_parity(replica: str, request: pytest.F
     manifest = read_manifest(report.bundle)
     assert set(manifest.variants) == {"fp32", "int8"}, report.rejected
     fp32 = manifest.variants["fp32"].parity
+    # The manifest records the fused attention: onnxruntime's for the BERT family, fusembed's own
+    # for MPNet's position-biased attention; ModernBERT and Qwen3 have no fusion rules yet.
+    attention = {"mpnet_replica": "MultiHeadAttention", "modernbert_replica": None,
+                 "qwen3_replica": None}.get(replica, "Attention")
+    fusions = manifest.variants["fp32"].fusions
+    assert (attention in fusions) if attention else not fusions, fusions
     assert fp32.tokenization_match and fp32.min_cosine >= 0.99999
     assert "   leading and trailing spaces   " in EDGE_TEXTS  # the parity texts hold edge whitespace
 

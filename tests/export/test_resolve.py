@@ -140,7 +140,15 @@ def test_hub_failures_are_clear(monkeypatch: pytest.MonkeyPatch, error: str, mes
     from huggingface_hub import errors
 
     def fail(*_args: object, **_kw: object) -> str:
-        raise getattr(errors, error)("503 Service Unavailable", response=None)
+        cls = getattr(errors, error)
+        try:  # huggingface_hub 0.x takes no response; 1.x reads an httpx response's headers
+            exc = cls("503 Service Unavailable", response=None)
+        except AttributeError:
+            import httpx
+
+            request = httpx.Request("GET", "https://huggingface.co/api/models/org/gone")
+            exc = cls("503 Service Unavailable", response=httpx.Response(503, request=request))
+        raise exc
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fail)
     with pytest.raises(ExportError, match=message):
