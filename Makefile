@@ -6,7 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUNDLE := bundles/all-MiniLM-L6-v2
 
-.PHONY: demo test lint clean
+# The release pair before the current one (transformers 4, sentence-transformers 5), for the export
+# tests: `make test` runs what a fresh install resolves to, `make test-compat` this older pair.
+COMPAT := .venv-compat
+COMPAT_PINS := transformers==4.57.6 sentence-transformers==5.7.0
+
+.PHONY: demo test test-compat lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +29,19 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+$(COMPAT)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet --upgrade pip
+	$(COMPAT)/bin/pip install --quiet torch==2.13.0
+	$(COMPAT)/bin/pip install --quiet -e '.[export,dev]' $(COMPAT_PINS)
+	touch $@
+
+test-compat: $(COMPAT)/.installed
+	$(COMPAT)/bin/python -m pytest tests/export
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.typecheck
 
 clean:
-	rm -rf $(VENV) bundles
+	rm -rf $(VENV) $(COMPAT) bundles

