@@ -1,6 +1,6 @@
 """fusembed.export: turn a sentence-transformers model into a verified fusembed bundle.
 
-Needs the `export` extra (torch, transformers, sentence-transformers, onnx, optimum-onnx):
+Needs the `export` extra (torch, transformers, sentence-transformers, onnx):
 `pip install 'fusembed[export]'`. The pipeline's steps each live in their own module:
 resolve -> graph -> optimize -> quantize -> bundle -> verify, orchestrated by
 `pipeline.export_model`; `options` holds `ExportOptions` and imports nothing heavy.
