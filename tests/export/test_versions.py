@@ -3,10 +3,10 @@ both release lines satisfy the extra, so installing it downgrades neither."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
