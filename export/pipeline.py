@@ -73,11 +73,13 @@ def export_model(
     """
     seconds: dict[str, float] = {}
 
-    def step(name: str, fn: Callable[[], T]) -> T:
-        log(f"{name} …")
+    def step(name: str, fn: Callable[[], T], what: str = "") -> T:
+        log(f"{name}{f' ({what})' if what else ''} …")
         start = time.perf_counter()
         result = fn()
         seconds[name] = round(time.perf_counter() - start, 2)
+        if seconds[name] >= 1:  # a long export shows where its time goes as it goes
+            log(f"  {name}: {seconds[name]:.1f} s")
         return result
 
     with staged_directory(Path(out_dir), overwrite=options.overwrite) as staging, \
@@ -128,7 +130,8 @@ def export_model(
         if {"int8", "fp16"} & set(options.variants):
             texts = varied_texts(options.quality_texts, seed=1)
             quality_ref = step("torch reference",
-                               lambda: reference_for(st_model, texts, facts, token_ids=False))
+                               lambda: reference_for(st_model, texts, facts, token_ids=False),
+                               f"sentence-transformers on {len(texts)} held-out texts")
             candidates: dict[str, Callable[[], Variant]] = {}
             if "int8" in options.variants:
                 candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,
@@ -137,11 +140,14 @@ def export_model(
                 candidates["fp16"] = lambda: _fp16(fp32_path, staging)
             for name, build in candidates.items():
                 try:
-                    variant = step(f"{name} variant", build)
+                    variant = step(f"{name} variant", build, (
+                        f"up to 4 schemes, each checked on {options.calibration_texts} calibration texts"
+                        if name == "int8" else "float16 weights, pooling tail in float32"))
                     variants[name] = variant
                     write_manifest(staging, replace(manifest, variants=variants))
                     variants[name] = step(f"verify {name}", lambda v=variant: _measure(  # type: ignore[misc]
-                        v, staging, reference, quality_ref, facts.similarity, options, log))
+                        v, staging, reference, quality_ref, facts.similarity, options, log),
+                        f"{len(quality_ref.texts)} held-out texts against sentence-transformers")
                 except Exception as exc:  # a failed variant costs that variant, not the fp32 bundle
                     why = str(exc) if isinstance(exc, ExportError) else f"{type(exc).__name__}: {exc}"
                     rejected[name] = why
