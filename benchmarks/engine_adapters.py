@@ -120,7 +120,8 @@ def load_st(engine: str, model_dir: Path, onnx_dir: Path | None, threads: int) -
         model = SentenceTransformer(str(target), device="cpu", backend="onnx", local_files_only=True,
                                     model_kwargs={"provider": "CPUExecutionProvider",
                                                   "session_options": options, "file_name": file_name})
-        got = model[0].auto_model.session.get_session_options().intra_op_num_threads
+        first: Any = model[0]  # sentence-transformers 6 types a module as `Tensor | Module`
+        got = first.auto_model.session.get_session_options().intra_op_num_threads
         notes += [f"onnxruntime session_options via model_kwargs: intra_op_num_threads={got}, "
                   "inter_op_num_threads=1, sequential; CPUExecutionProvider",
                   f"model file {file_name} from sentence-transformers' optimum export (no graph "

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from harness import command_line, go_offline, machine, package_versions
@@ -79,7 +80,8 @@ def measure(name: str, texts: list[str]) -> Row:
         manifest, fp32 = report.manifest, report.manifest.variants["fp32"]
 
         st = SentenceTransformer(str(folder), device="cpu")
-        config = st[0].auto_model.config
+        first: Any = st[0]  # sentence-transformers 6 types a module as `Tensor | Module`
+        config = first.auto_model.config
         expected = st.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
         got = Encoder(report.bundle).encode(texts, batch_size=32)
         cos = row_cosine(got, expected)

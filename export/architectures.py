@@ -75,6 +75,14 @@ def save_encoder(config_class: Any, model_class: Any, tokenizer: Any, hf: Path, 
                 pad_token_id=tokenizer.pad_token_id, type_vocab_size=1)
 
 
+def tokenizer_class(name: str) -> Any:
+    """transformers' tokenizer class `name`. transformers 5 keeps the `...TokenizerFast` names as
+    aliases it resolves at run time, which its type information does not list."""
+    import transformers
+
+    return getattr(transformers, name)
+
+
 def _training_texts() -> list[str]:
     return varied_texts(2000, seed=5) + list(EDGE_TEXTS)
 
@@ -87,7 +95,9 @@ def wordpiece_vocab() -> Path:
 def roberta(hf: Path, size: Size) -> str:
     """RoBERTa with a byte-level BPE trained here, in transformers' RobertaTokenizerFast."""
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+    from transformers import RobertaConfig, RobertaModel
+
+    RobertaTokenizerFast = tokenizer_class("RobertaTokenizerFast")
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(_training_texts(), vocab_size=800,
@@ -105,7 +115,9 @@ def xlm_roberta(hf: Path, size: Size) -> str:
     """XLM-RoBERTa with a SentencePiece Unigram model trained here (Metaspace, <s> ... </s>), in
     transformers' XLMRobertaTokenizerFast."""
     from tokenizers import SentencePieceUnigramTokenizer, processors
-    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizerFast
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    XLMRobertaTokenizerFast = tokenizer_class("XLMRobertaTokenizerFast")
 
     sp = SentencePieceUnigramTokenizer()
     sp.train_from_iterator(_training_texts(), vocab_size=800,
@@ -146,7 +158,9 @@ def modernbert(hf: Path, size: Size) -> str:
 
 def distilbert(hf: Path, size: Size) -> str:
     """DistilBERT (no token type ids) with the real WordPiece vocabulary, DistilBertTokenizerFast."""
-    from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizerFast
+    from transformers import DistilBertConfig, DistilBertModel
+
+    DistilBertTokenizerFast = tokenizer_class("DistilBertTokenizerFast")
 
     tokenizer = DistilBertTokenizerFast(vocab_file=str(wordpiece_vocab()))
     tokenizer.save_pretrained(hf)
@@ -158,7 +172,9 @@ def distilbert(hf: Path, size: Size) -> str:
 def mpnet(hf: Path, size: Size) -> str:
     """MPNet (relative position buckets) with MPNetTokenizerFast over the WordPiece vocabulary;
     its <s>, </s> and <pad> are added tokens, so the pad id must come from its config."""
-    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+    from transformers import MPNetConfig, MPNetModel
+
+    MPNetTokenizerFast = tokenizer_class("MPNetTokenizerFast")
 
     if "vocab_file" in inspect.signature(MPNetTokenizerFast.__init__).parameters:  # transformers 4
         tokenizer = MPNetTokenizerFast(vocab_file=str(wordpiece_vocab()))
@@ -174,7 +190,9 @@ def qwen3(hf: Path, size: Size) -> str:
     pooling, as Qwen3-Embedding is: byte-level BPE in Qwen2TokenizerFast, `<|endoftext|>` appended
     to every text and used as the pad token, padding on the left."""
     from tokenizers import ByteLevelBPETokenizer, processors
-    from transformers import Qwen2TokenizerFast, Qwen3Config, Qwen3Model
+    from transformers import Qwen3Config, Qwen3Model
+
+    Qwen2TokenizerFast = tokenizer_class("Qwen2TokenizerFast")
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(_training_texts(), vocab_size=800,
