@@ -59,6 +59,9 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("docs/performance.md", "bash", "bash benchmarks/fastembed_venv.sh          # once: fastembed "
                                     "needs its own venv (tokenizers>=0.23)"):
         "a benchmark run of about 30 minutes",
+    ("docs/python.md", "py", "from fusembed import Encoder, cos_sim"):
+        "needs an e5-style bundle, exported from the hub; the calls are tested in "
+        "tests/export/test_prompts.py on an XLM-RoBERTa replica with e5's prompts",
     ("docs/gpu.md", "bash", "pip install 'fusembed[gpu]'"): "set-up that replaces onnxruntime",
     ("docs/gpu.md", "py", "from fusembed import Encoder"): "needs a GPU",
     ("docs/gpu.md", "bash", "fusembed serve bundles/all-MiniLM-L6-v2 --device cuda --port 8080"):
@@ -176,7 +179,7 @@ def check_readme(text: str) -> None:
 def check_docs(out: dict[str, str], tmp_path: Path) -> None:
     text = out["docs/export.md"]
     assert "int8 scheme: w8a8-rowwise-pairsum\n" in text, text
-    assert "w7a8-static" in text and re.search(r"auto chose (int8|fp32) - ", text), text
+    assert re.search(r"auto chose (int8|fp32) - ", text), text
 
     text = out["docs/python.md"]
     riding = r"^0\.5\d{3} A man is riding a horse\.\n0\.\d{4} A cheetah chases prey\.\n"
