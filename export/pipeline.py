@@ -112,6 +112,8 @@ def export_model(
             max_seq_length=facts.max_seq_length, inputs=graph.inputs, output=graph.output,
             pad_token_id=pad_id, tokenizer=TOKENIZER_NAME, variants=variants, files={},
             exporter=_versions(graph.opset, facts.similarity_source),
+            prompts=facts.prompts, default_prompt_name=facts.default_prompt_name,
+            include_prompt=facts.include_prompt,
         )
         write_manifest(staging, manifest)
         reference = reference_for(st_model, options.parity_texts, facts)
@@ -141,7 +143,7 @@ def export_model(
             for name, build in candidates.items():
                 try:
                     variant = step(f"{name} variant", build, (
-                        f"up to 4 schemes, each checked on {options.calibration_texts} calibration texts"
+                        f"up to 2 schemes, each checked on {options.calibration_texts} calibration texts"
                         if name == "int8" else "float16 weights, pooling tail in float32"))
                     variants[name] = variant
                     write_manifest(staging, replace(manifest, variants=variants))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class ModelFacts:
     hidden_size: int
     num_layers: int
     modules: tuple[str, ...]
+    # The prompts of config_sentence_transformers.json, and whether pooling keeps their tokens.
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    include_prompt: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,13 @@ def read_facts(folder: Path, *, similarity: str | None = None) -> ModelFacts:
     max_seq = sbert.get("max_seq_length") or min(int(tok_cfg.get("model_max_length", max_pos)), max_pos)
     st_cfg = _json(folder / "config_sentence_transformers.json", required=False) or {}
     sim, sim_source = _similarity(similarity, st_cfg.get("similarity_fn_name"), normalized)
+    prompts = st_cfg.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+        raise ExportError(f"{folder / 'config_sentence_transformers.json'}: 'prompts' must map names "
+                          "to texts")
+    if st_cfg.get("default_prompt_name") and st_cfg["default_prompt_name"] not in prompts:
+        raise ExportError(f"{folder / 'config_sentence_transformers.json'}: default_prompt_name "
+                          f"{st_cfg['default_prompt_name']!r} is not one of its prompts {sorted(prompts)}")
     return ModelFacts(
         dim=int(dim), pooling=pooling, normalized=normalized, similarity=sim,
         similarity_source=sim_source, max_seq_length=int(max_seq),
@@ -184,6 +195,9 @@ def read_facts(folder: Path, *, similarity: str | None = None) -> ModelFacts:
         hidden_size=int(config.get("hidden_size", 0)),
         num_layers=int(config.get("num_hidden_layers", 0)),
         modules=kinds,
+        prompts={str(k): str(v) for k, v in prompts.items()},
+        default_prompt_name=st_cfg.get("default_prompt_name") or None,
+        include_prompt=bool(pool_cfg.get("include_prompt", True)),
     )
 
 

@@ -39,6 +39,9 @@ class Encoder:
             docs/export.md for the rule). int8 is never used on CUDA (it is slower there).
         threads: intra-op threads; default: the CPUs this process may use (cgroup quota aware).
         verify: check every file's sha256 against the manifest on load.
+        truncate_dim: keep the first N dimensions of every embedding (Matryoshka models).
+        prompt_name, prompt: the prompt `encode` applies when a call names none (see `encode`);
+            by default the model's `default_prompt_name`, if it has one.
 
     Example:
         >>> enc = Encoder("bundles/all-MiniLM-L6-v2")          # doctest: +SKIP
@@ -56,11 +59,18 @@ class Encoder:
         precision: PrecisionChoice = "auto",
         threads: int | None = None,
         verify: bool = True,
+        truncate_dim: int | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> None:
         self.bundle = Path(bundle)
         providers = providers_for(device)
         check_positive_int("threads", threads, none_ok=True)
         self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
+        self.truncate_dim: int | None = self._check_truncate_dim(truncate_dim)
+        self._prompt: str | None = None  # the prompt this encoder applies when a call names none
+        if prompt_name is not None or prompt is not None:
+            self._prompt = self.prompt_for(prompt_name, prompt)
         self.device: Device = device
         self.choice: Choice = _choose_variant(self.manifest, device, precision)
         self.variant: Variant = self.manifest.variants[self.choice.name]
@@ -81,8 +91,18 @@ class Encoder:
     # -- what the model is -------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        """Length of each embedding."""
-        return self.manifest.dim
+        """Length of each embedding: the model's, or `truncate_dim` where the encoder has one."""
+        return self.truncate_dim or self.manifest.dim
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The model's prompts by name (from its config_sentence_transformers.json)."""
+        return dict(self.manifest.prompts)
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt used when a call names none, if the model has one."""
+        return self.manifest.default_prompt_name
 
     @property
     def max_seq_length(self) -> int:
@@ -114,12 +134,14 @@ class Encoder:
     @overload
     def encode(
         self, texts: str, *, batch_size: int = ..., max_tokens: int = ...,
-        show_progress_bar: bool = ...,
+        show_progress_bar: bool = ..., prompt_name: str | None = ..., prompt: str | None = ...,
+        truncate_dim: int | None = ...,
     ) -> Embeddings: ...
     @overload
     def encode(
         self, texts: Sequence[str], *, batch_size: int = ..., max_tokens: int = ...,
-        show_progress_bar: bool = ...,
+        show_progress_bar: bool = ..., prompt_name: str | None = ..., prompt: str | None = ...,
+        truncate_dim: int | None = ...,
     ) -> Embeddings: ...
 
     def encode(
@@ -129,6 +151,9 @@ class Encoder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         show_progress_bar: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
     ) -> Embeddings:
         """Embed texts. Returns float32 `(len(texts), dim)`, or `(dim,)` for a single string.
 
@@ -137,27 +162,54 @@ class Encoder:
         batching. Texts longer than `max_seq_length` word pieces are truncated exactly as
         sentence-transformers does.
 
+        As in sentence-transformers: `prompt_name` puts one of the model's `prompts` before each
+        text, `prompt` puts the given text there (it wins over `prompt_name`), and with neither the
+        encoder's own prompt applies, else the model's `default_prompt_name`, if it has one; the
+        prompt counts toward `max_seq_length`. `truncate_dim` keeps the first N dimensions
+        (Matryoshka models), without normalising them again; it overrides the encoder's own.
+
         Raises:
             InputError: texts is not a string or a sequence of strings (the message names the
                 first offending index).
-            ArgumentError: batch_size or max_tokens is not a positive int.
+            ArgumentError: batch_size or max_tokens is not a positive int; prompt_name is not one
+                of the model's prompts (the message lists them); truncate_dim is not between 1 and
+                the model's dimension.
         """
         for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
             check_positive_int(name, value)
+        before = self.prompt_for(prompt_name, prompt)
+        keep = self._check_truncate_dim(truncate_dim) or self.truncate_dim or self.manifest.dim
         if isinstance(texts, str):  # the interactive path: no planning, no padding
             if (at := surrogate_at(texts)) is not None:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
                                  "Unicode")
-            ids = np.asarray([self._tokenizer.encode(texts).ids], dtype=np.int64)
-            return self._run(ids, np.ones_like(ids)).reshape(-1)
+            ids = np.asarray([self._tokenizer.encode(before + texts).ids], dtype=np.int64)
+            return self._run(ids, np.ones_like(ids)).reshape(-1)[:keep].copy()
         items = _check_texts(texts)
-        out = np.empty((len(items), self.dim), dtype=np.float32)
+        if before:
+            items = [before + text for text in items]
+        out = np.empty((len(items), self.manifest.dim), dtype=np.float32)
         if not items:
-            return out
+            return out[:, :keep].copy()
         progress = Progress(len(items)) if show_progress_bar else None
         for start, rows in self._tokenized_chunks(items, max(_CHUNK_TEXTS, batch_size)):
             self._encode_rows(rows, out[start : start + len(rows)], batch_size, max_tokens, progress)
-        return out
+        return out if keep == self.manifest.dim else out[:, :keep].copy()
+
+    def prompt_for(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
+        """The text `encode` puts before each input for these arguments ("" for none).
+
+        Raises:
+            ArgumentError: prompt or prompt_name is not a str, or prompt_name is not one of the
+                model's prompts; or the model's pooling leaves its prompt out, which the fused
+                graph cannot do.
+        """
+        if prompt is None and prompt_name is None and self._prompt is not None:
+            return self._prompt
+        return resolve_prompt(self.manifest, prompt_name, prompt)
+
+    def _check_truncate_dim(self, truncate_dim: int | None) -> int | None:
+        return check_truncate_dim(self.manifest, truncate_dim)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Word-piece ids per text, [CLS] and [SEP] included and truncated to `max_seq_length`:
@@ -183,7 +235,7 @@ class Encoder:
             InputError: a row is empty, longer than `max_seq_length`, or holds an id outside the
                 vocabulary; nothing was encoded.
         """
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out = np.empty((len(rows), self.manifest.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             if not 0 < len(row) <= self.max_seq_length:
                 raise InputError(
@@ -191,7 +243,7 @@ class Encoder:
                 )
         if rows:
             self._encode_rows(rows, out, batch_size, max_tokens, None)
-        return out
+        return out if self.dim == self.manifest.dim else out[:, : self.dim].copy()
 
     def _encode_rows(
         self, rows: Sequence[Sequence[int]], out: Embeddings, batch_size: int, max_tokens: int,
@@ -257,6 +309,46 @@ class Encoder:
         binding.bind_output(self.manifest.output, "cuda")
         self._session.run_with_iobinding(binding)
         return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
+
+
+def resolve_prompt(manifest: Manifest, prompt_name: str | None = None, prompt: str | None = None) -> str:
+    """The text put before each input, as sentence-transformers chooses it: `prompt`, else the
+    model's prompt named `prompt_name`, else the model's default prompt, else "".
+
+    Raises:
+        ArgumentError: prompt or prompt_name is not a str, prompt_name is not one of the model's
+            prompts (the message lists them), or the model's pooling leaves the prompt out.
+    """
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise ArgumentError("prompt", f"must be a str, got {type(prompt).__name__}")
+        chosen = prompt
+    elif prompt_name is not None:
+        if not isinstance(prompt_name, str):
+            raise ArgumentError("prompt_name", f"must be a str, got {type(prompt_name).__name__}")
+        if prompt_name not in manifest.prompts:
+            known = ", ".join(repr(n) for n in manifest.prompts) or "none"
+            raise ArgumentError("prompt_name", f"is {prompt_name!r}, which this model does not "
+                                f"define; its prompts: {known}")
+        chosen = manifest.prompts[prompt_name]
+    elif manifest.default_prompt_name is not None:
+        chosen = manifest.prompts[manifest.default_prompt_name]
+    else:
+        chosen = ""
+    if chosen and not manifest.include_prompt:
+        raise ArgumentError("prompt", "is set, but this model's pooling leaves the prompt's tokens out "
+                            "(include_prompt=false), which fusembed's fused graph does not do; "
+                            "encode without a prompt")
+    return chosen
+
+
+def check_truncate_dim(manifest: Manifest, truncate_dim: int | None) -> int | None:
+    """`truncate_dim` if it is None or 1 to the model's dimension, else an `ArgumentError`."""
+    check_positive_int("truncate_dim", truncate_dim, none_ok=True)
+    if truncate_dim is not None and truncate_dim > manifest.dim:
+        raise ArgumentError("truncate_dim", f"is {truncate_dim}, but this model's embeddings "
+                            f"have {manifest.dim} dimensions")
+    return truncate_dim
 
 
 def _check_texts(texts: object) -> list[str]:

@@ -109,6 +109,12 @@ class Manifest:
     # Texts with their fp32 sentence-transformers embeddings (`check.json`), which `fusembed
     # doctor` runs through every variant on the machine at hand; empty in older bundles.
     check: str = ""
+    # The model's prompts (config_sentence_transformers.json): name -> text put before each
+    # input. `default_prompt_name` is used when a call names none; `include_prompt` false means
+    # the model's pooling leaves the prompt's tokens out, which the fused graph cannot do.
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    include_prompt: bool = True
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -128,8 +134,11 @@ class Manifest:
             f"similarity  {self.similarity}",
             f"max tokens  {self.max_seq_length}",
             f"inputs      {', '.join(self.inputs)} -> {self.output}",
-            "variants (cosine to sentence-transformers, torch fp32):",
         ]
+        for name, text in self.prompts.items():
+            default = " (default)" if name == self.default_prompt_name else ""
+            lines.append(f"prompt      {name}{default}: {text!r}")
+        lines.append("variants (cosine to sentence-transformers, torch fp32):")
         for name, v in self.variants.items():
             path = bundle_dir / v.file
             size = f"{path.stat().st_size / 1e6:6.1f} MB" if path.is_file() else "  missing"
@@ -265,7 +274,23 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
         files=dict(_require(data, "files", dict, where)),
         exporter=dict(data.get("exporter", {})),
         check=str(data.get("check") or ""),
+        **_prompts(data, where),
     )
+
+
+def _prompts(data: dict[str, Any], where: str) -> dict[str, Any]:
+    prompts = data.get("prompts") or {}
+    if not isinstance(prompts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
+        raise BundleError(f"{where}: 'prompts' must map names to texts; the bundle is damaged")
+    default = data.get("default_prompt_name")
+    if default is not None and default not in prompts:
+        raise BundleError(f"{where}: default_prompt_name {default!r} is not one of the prompts "
+                          f"{sorted(prompts)}; the bundle is damaged")
+    include = data.get("include_prompt", True)
+    if not isinstance(include, bool):
+        raise BundleError(f"{where}: 'include_prompt' must be true or false; the bundle is damaged")
+    return {"prompts": dict(prompts), "default_prompt_name": default, "include_prompt": include}
 
 
 def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:

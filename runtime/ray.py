@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from ._batching import DEFAULT_BATCH_SIZE
-from ._encoder import Encoder, PrecisionChoice, _choose_variant
+from ._encoder import Encoder, PrecisionChoice, _choose_variant, check_truncate_dim, resolve_prompt
 from ._errors import ArgumentError, InputError, check_positive_int
 from ._manifest import Manifest, read_manifest
 from ._providers import DEVICES, Device
@@ -70,14 +70,16 @@ class EmbedActor:
     """
 
     def __init__(self, bundle: str | list[Any], text_column: str, output_column: str, device: Device,
-                 precision: PrecisionChoice, threads: int, batch_size: int) -> None:
+                 precision: PrecisionChoice, threads: int, batch_size: int,
+                 encoding: dict[str, Any] | None = None) -> None:
         if isinstance(bundle, list):
             files: dict[str, bytes] = ray.get(bundle[0])
             self._tmp = tempfile.mkdtemp(prefix="fusembed-bundle-")
             for name, data in files.items():
                 Path(self._tmp, name).write_bytes(data)
             bundle = self._tmp
-        self.encoder = Encoder(bundle, device=device, precision=precision, threads=threads)
+        self.encoder = Encoder(bundle, device=device, precision=precision, threads=threads,
+                               **(encoding or {}))
         self.text_column, self.output_column, self.batch_size = text_column, output_column, batch_size
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -101,6 +103,9 @@ def embed_dataset(
     device: Device | None = None,
     threads: int | None = None,
     ship_bundle: bool = False,
+    prompt_name: str | None = None,
+    prompt: str | None = None,
+    truncate_dim: int | None = None,
 ) -> ray.data.Dataset:
     """`ds` with an `output_column` of embeddings, computed by `concurrency` actors.
 
@@ -118,6 +123,7 @@ def embed_dataset(
         threads: onnxruntime intra-op threads per actor; default: `num_cpus`, at least 1.
         ship_bundle: put the bundle's files in Ray's object store once and have each actor write
             them to a local temporary directory: for clusters without a shared filesystem.
+        prompt_name, prompt, truncate_dim: as in `Encoder`.
 
     The dataset is lazy, as Ray datasets are: nothing runs until it is consumed or written.
 
@@ -135,12 +141,13 @@ def embed_dataset(
     chosen = _device(device, num_gpus, gpus="num_gpus")
     threads = _threads(threads, num_cpus)
     _check_precision(manifest, chosen, precision)
+    encoding = _encoding(manifest, prompt_name, prompt, truncate_dim)
     if text_column not in (ds.columns() or []):
         raise InputError(f"the dataset has no column {text_column!r}; it has {ds.columns()}")
     return _embed(ds, bundle, manifest, text_column=text_column, output_column=output_column,
                   concurrency=concurrency, num_cpus=num_cpus, num_gpus=num_gpus,
                   rows_per_batch=rows_per_batch, batch_size=batch_size, device=chosen,
-                  precision=precision, threads=threads, ship_bundle=ship_bundle)
+                  precision=precision, threads=threads, ship_bundle=ship_bundle, encoding=encoding)
 
 
 def embed_corpus_with_ray(
@@ -153,6 +160,9 @@ def embed_corpus_with_ray(
     device: Device | None = None,
     precision: PrecisionChoice = "auto",
     threads: int | None = None,
+    prompt_name: str | None = None,
+    prompt: str | None = None,
+    truncate_dim: int | None = None,
 ) -> CorpusReport:
     """`fusembed embed-corpus --ray`: `fusembed.corpus.embed_corpus`, with the embedding spread
     over Ray actors.
@@ -174,6 +184,7 @@ def embed_corpus_with_ray(
         device: "cpu" or "cuda", as in `Encoder`; default: "cuda" when `gpus_per_worker` > 0.
         precision: the variant each actor runs, as in `Encoder`.
         threads: onnxruntime intra-op threads per actor; default: `cpus_per_worker`, at least 1.
+        prompt_name, prompt, truncate_dim: as in `Encoder`.
 
     Raises:
         ArgumentError: a device that does not fit `gpus_per_worker`, a bad `threads` or
@@ -191,13 +202,16 @@ def embed_corpus_with_ray(
     chosen = _device(device, ray_options.gpus_per_worker, gpus="gpus_per_worker")
     threads = _threads(threads, ray_options.cpus_per_worker)
     _check_precision(manifest, chosen, precision)
+    encoding = _encoding(manifest, prompt_name, prompt, truncate_dim)
     _check_writer()
     if ray_options.address is not None and ray.is_initialized():
         raise ArgumentError("address", f"is {ray_options.address!r}, but this process is already connected "
                             "to Ray; leave address unset to use that cluster, or call ray.shutdown() first")
     run = {
         **run_record(source, {**bundle_record(bundle, manifest), "precision": precision}, manifest,
-                     shard_rows=options.shard_rows, on_bad_row=options.on_bad_row, engine=RAY),
+                     shard_rows=options.shard_rows, on_bad_row=options.on_bad_row, engine=RAY,
+                     prompt=resolve_prompt(manifest, prompt_name, prompt),
+                     dim=truncate_dim or manifest.dim),
         "ray": {**asdict(ray_options), "address": ray_options.address or "local", "device": chosen,
                 "threads": threads},
     }
@@ -219,7 +233,7 @@ def embed_corpus_with_ray(
                               concurrency=ray_options.workers, num_cpus=ray_options.cpus_per_worker,
                               num_gpus=ray_options.gpus_per_worker, rows_per_batch=options.chunk_rows,
                               batch_size=options.batch_size, device=chosen, precision=precision,
-                              threads=threads, ship_bundle=False)
+                              threads=threads, ship_bundle=False, encoding=encoding)
             embedded.select_columns(["id", "embedding"]).write_parquet(
                 str(output_dir), filename_provider=_RayFileNames(), max_rows_per_file=options.shard_rows,
                 **PARQUET_OPTIONS)
@@ -242,7 +256,7 @@ def embed_corpus_with_ray(
 def _embed(ds: ray.data.Dataset, bundle: Path, manifest: Manifest, *, text_column: str,
            output_column: str, concurrency: int, num_cpus: float, num_gpus: float, rows_per_batch: int,
            batch_size: int, device: Device, precision: PrecisionChoice, threads: int,
-           ship_bundle: bool) -> ray.data.Dataset:
+           ship_bundle: bool, encoding: dict[str, Any]) -> ray.data.Dataset:
     """`embed_dataset` once its arguments are checked."""
     source: str | list[Any]
     if ship_bundle:
@@ -255,10 +269,19 @@ def _embed(ds: ray.data.Dataset, bundle: Path, manifest: Manifest, *, text_colum
         fn_constructor_kwargs={
             "bundle": source, "text_column": text_column, "output_column": output_column,
             "device": device, "precision": precision, "threads": threads, "batch_size": batch_size,
+            "encoding": encoding,
         },
         batch_size=rows_per_batch, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=num_cpus, num_gpus=num_gpus,
     )
+
+
+def _encoding(manifest: Manifest, prompt_name: str | None, prompt: str | None,
+              truncate_dim: int | None) -> dict[str, Any]:
+    """The prompt and dimension options every actor's Encoder gets, checked here once."""
+    resolve_prompt(manifest, prompt_name, prompt)
+    check_truncate_dim(manifest, truncate_dim)
+    return {"prompt_name": prompt_name, "prompt": prompt, "truncate_dim": truncate_dim}
 
 
 def _device(device: Device | None, num_gpus: float, *, gpus: str) -> Device:

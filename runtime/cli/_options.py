@@ -51,6 +51,19 @@ def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True,
                        help="texts per model call (default: %(default)s)")
 
 
+def add_prompt_options(p: argparse.ArgumentParser, *, prefix: str = "", who: str = "each text") -> None:
+    """--prompt-name and --prompt, as `Encoder.encode` takes them (with `prefix`: --query-prompt...)."""
+    flag = f"--{prefix}-" if prefix else "--"
+    p.add_argument(f"{flag}prompt-name", help=f"one of the model's prompts (`fusembed info` lists them), "
+                   f"put before {who}; default: the model's default prompt, if it has one")
+    p.add_argument(f"{flag}prompt", help=f"a text put before {who} (wins over {flag}prompt-name)")
+
+
+def add_truncate_dim(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--truncate-dim", type=positive_int, default=None,
+                   help="keep the first N dimensions of each embedding (Matryoshka models)")
+
+
 def device_or_default(args: argparse.Namespace) -> Any:
     """--device, or `Encoder`'s default device when it was not given."""
     return args.device or _DEVICE
@@ -58,7 +71,8 @@ def device_or_default(args: argparse.Namespace) -> Any:
 
 def encoder(args: argparse.Namespace) -> Encoder:
     return Encoder(args.bundle, device=device_or_default(args), precision=args.precision,
-                   threads=args.threads)
+                   threads=args.threads, truncate_dim=getattr(args, "truncate_dim", None),
+                   prompt_name=getattr(args, "prompt_name", None), prompt=getattr(args, "prompt", None))
 
 
 def add_text_input(p: argparse.ArgumentParser, flag: str, what: str, *, required: bool = True) -> None:

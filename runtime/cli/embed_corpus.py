@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from .._ray_options import RayOptions
-from ._options import add_bundle, add_encoder_options, non_negative_float, positive_float, positive_int
+from ._options import (
+    add_bundle,
+    add_encoder_options,
+    add_prompt_options,
+    add_truncate_dim,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 try:  # the defaults, read once from the options the library takes
     from ..corpus import CorpusOptions
@@ -32,6 +40,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="directory for the shards")
     add_bundle(p, flag="--bundle")
     add_encoder_options(p, device_default="cpu; with --ray, cuda when --ray-gpus-per-worker > 0")
+    add_prompt_options(p)
+    add_truncate_dim(p)
     if _CORPUS is not None:
         p.set_defaults(batch_size=_CORPUS.batch_size)
     p.add_argument("--format", choices=("text", "jsonl", "parquet"),
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                  cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
         report = embed_corpus_with_ray(source, args.output_dir, args.bundle, options, ray_options,
                                        device=args.device, precision=args.precision,
-                                       threads=args.threads)
+                                       threads=args.threads, prompt_name=args.prompt_name,
+                                       prompt=args.prompt, truncate_dim=args.truncate_dim)
     else:
         report = embed_corpus(source, args.output_dir, encoder(args), options)
     resumed = f", {report.shards_resumed} kept from an earlier run" if report.shards_resumed else ""

@@ -13,7 +13,14 @@ import numpy as np
 
 from .._errors import CommandError
 from .._readers import STDIO, read_texts
-from ._options import add_bundle, add_encoder_options, add_text_input, encoder
+from ._options import (
+    add_bundle,
+    add_encoder_options,
+    add_prompt_options,
+    add_text_input,
+    add_truncate_dim,
+    encoder,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -21,6 +28,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "encode", help="embed texts from a file into a .npy matrix or JSON lines")
     add_bundle(p)
     add_encoder_options(p)
+    add_prompt_options(p)
+    add_truncate_dim(p)
     add_text_input(p, "--input", "texts to embed")
     p.add_argument("--output", type=Path, required=True,
                    help="*.npy: an (n, dim) float32 matrix; *.jsonl: one {\"index\", \"embedding\"} "

@@ -9,7 +9,16 @@ from typing import Any
 from .._errors import InputError
 from .._readers import read_texts
 from .._similarity import cos_sim, dot_score, semantic_search
-from ._options import add_bundle, add_encoder_options, add_text_input, default, encoder, positive_int
+from ._options import (
+    add_bundle,
+    add_encoder_options,
+    add_prompt_options,
+    add_text_input,
+    add_truncate_dim,
+    default,
+    encoder,
+    positive_int,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -18,6 +27,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_encoder_options(p)
     p.add_argument("--query", required=True, help="the query text")
     add_text_input(p, "--docs", "documents")
+    add_prompt_options(p, prefix="query", who="the query")
+    add_prompt_options(p, prefix="doc", who="each document")
+    add_truncate_dim(p)
     p.add_argument("--top-k", type=positive_int, default=default(semantic_search, "top_k"),
                    help="results to print (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON instead of 'score document' lines")
@@ -29,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         raise InputError(f"{args.input}: no documents to search")
     model = encoder(args)
-    query_emb = model.encode(args.query)
-    doc_emb = model.encode(docs, batch_size=args.batch_size)
+    query_emb = model.encode(args.query, prompt_name=args.query_prompt_name, prompt=args.query_prompt)
+    doc_emb = model.encode(docs, batch_size=args.batch_size, prompt_name=args.doc_prompt_name,
+                           prompt=args.doc_prompt)
     score = dot_score if model.similarity == "dot" else cos_sim
     hits = semantic_search(query_emb, doc_emb, top_k=args.top_k, score_function=score)[0]
     if args.json:

@@ -10,6 +10,8 @@ from typing import Any
 from ._options import (
     add_bundle,
     add_encoder_options,
+    add_prompt_options,
+    add_truncate_dim,
     default,
     non_negative_float,
     non_negative_int,
@@ -39,6 +41,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="address to bind (default: %(default)s, this machine only; 0.0.0.0 for all)")
     p.add_argument("--port", type=port, default=run_defaults["port"], help="TCP port (default: %(default)s)")
     add_encoder_options(p, batch_size=False)
+    add_prompt_options(p, who="each input when a request names no prompt_name")
+    add_truncate_dim(p)
     p.add_argument("--model-name", help="the 'model' clients send (default: the bundle's model name)")
     p.add_argument("--api-key", default=os.environ.get("FUSEMBED_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on every route but /health "

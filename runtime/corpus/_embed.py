@@ -76,7 +76,7 @@ def embed_corpus(source: Source, output_dir: Path, encoder: Encoder,
     bundle = {**bundle_record(encoder.bundle, encoder.manifest), "variant": encoder.precision,
               "sha256": encoder.manifest.files[encoder.variant.file]}
     run = run_record(source, bundle, encoder.manifest, shard_rows=options.shard_rows,
-                     on_bad_row=options.on_bad_row)
+                     on_bad_row=options.on_bad_row, prompt=encoder.prompt_for(), dim=encoder.dim)
     prepare_output_dir(output_dir, run, overwrite=options.overwrite)
     write_manifest(output_dir, {**run, "status": "running"})
 

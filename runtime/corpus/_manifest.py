@@ -33,15 +33,18 @@ def bundle_record(bundle: Path, manifest: Manifest) -> dict[str, Any]:
 
 
 def run_record(source: Source, bundle: dict[str, Any], manifest: Manifest, *, shard_rows: int,
-               on_bad_row: str, engine: str | None = None) -> dict[str, Any]:
-    """Everything a resumed run must share with the run it continues (`on_bad_row` aside)."""
+               on_bad_row: str, engine: str | None = None, prompt: str = "",
+               dim: int | None = None) -> dict[str, Any]:
+    """Everything a resumed run must share with the run it continues (`on_bad_row` aside): the
+    prompt and dimension too, so that a resumed run never mixes vectors of two kinds."""
     stat = source.path.stat()
     return {
         "format": FORMAT, "version": VERSION, **({"engine": engine} if engine else {}),
         "input": {"path": str(source.path.resolve()), "format": source.format, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns, "text_field": source.text_field, "id_field": source.id_field},
         "bundle": bundle,
-        "dim": manifest.dim, "normalized": manifest.normalized, "similarity": manifest.similarity,
+        "dim": dim or manifest.dim, "prompt": prompt,
+        "normalized": manifest.normalized, "similarity": manifest.similarity,
         "shard_rows": shard_rows, "on_bad_row": on_bad_row,
     }
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -98,6 +99,16 @@ class _Shutdown:
     started: bool = False  # set by begin_shutdown; read by the middleware on every request
 
 
+def _shorten(vectors: np.ndarray, dim: int, normalized: bool) -> np.ndarray:
+    """The first `dim` dimensions; for a model that normalises, scaled to unit length again, as
+    OpenAI's `dimensions` returns them."""
+    short = np.ascontiguousarray(vectors[:, :dim])
+    if normalized:
+        norms = np.linalg.norm(short, axis=1, keepdims=True)
+        short = short / np.maximum(norms, 1e-12)
+    return short.astype(np.float32, copy=False)
+
+
 def begin_shutdown(app: Starlette) -> None:
     """From now on `app` (from `create_app`) answers every new request with 503
     `server_shutting_down`, so clients and load balancers (its /health fails too) go to another
@@ -121,9 +132,12 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
         on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,
     )
 
+    default_prompt = encoder.prompt_for()  # the served model's: `serve --prompt-name`, or its own default
+
     async def embeddings(request: Request) -> Response:
         body = await _read_body(request, options.limits.max_body_bytes)
-        parsed = parse_request(body, limits=options.limits, models=names, dim=encoder.dim)
+        parsed = parse_request(body, limits=options.limits, models=names, dim=encoder.dim,
+                               prompts=encoder.manifest.prompts, default_prompt=default_prompt)
         rows = await batcher.tokenize(parsed.texts)
         try:
             vectors = await batcher.embed(rows)
@@ -131,6 +145,8 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
             raise ApiError(503, str(exc), code="server_overloaded", type="server_error") from None
         except Stopping as exc:
             raise ApiError(503, str(exc), code=_SHUTTING_DOWN, type="server_error") from None
+        if encoder.dim < encoder.manifest.dim or parsed.dimensions:
+            vectors = _shorten(vectors, parsed.dimensions or encoder.dim, encoder.normalized)
         content = response_body(vectors, model=names[0], prompt_tokens=sum(map(len, rows)),
                                 encoding_format=parsed.encoding_format)
         return Response(content, media_type=_JSON)

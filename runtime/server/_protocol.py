@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ def error_body(message: str, *, type: str, param: str | None = None, code: str |
 
 def api_error_body(exc: ApiError) -> bytes:
     return error_body(exc.message, type=exc.type, param=exc.param, code=exc.code)
-_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
+_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user", "prompt_name"})
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,17 @@ class Limits:
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
-    texts: list[str]
+    texts: list[str]  # with the prompt already put before each
     model: str
     encoding_format: EncodingFormat
+    dimensions: int | None = None  # keep the first N dimensions (then unit length again)
 
 
-def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: int) -> EmbeddingRequest:
-    """Check a `POST /v1/embeddings` body. `models` are the names this server answers to."""
+def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: int,
+                  prompts: Mapping[str, str] | None = None, default_prompt: str = "") -> EmbeddingRequest:
+    """Check a `POST /v1/embeddings` body. `models` are the names this server answers to;
+    `prompts` the model's prompts by name (a request's `prompt_name`), `default_prompt` the text
+    put before each input when a request names none."""
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -78,15 +83,29 @@ def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: 
         raise ApiError(400, f"'encoding_format' must be 'float' or 'base64', got {raw_format!r}",
                        param="encoding_format")
     dimensions = payload.get("dimensions")
-    if dimensions is not None and (isinstance(dimensions, bool) or dimensions != dim):
-        raise ApiError(400, f"'dimensions' is {dimensions!r}, but this model's embeddings have {dim} "
-                            "dimensions and are not truncated; leave it out or send that", param="dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int)
+                                   or not 1 <= dimensions <= dim):
+        raise ApiError(400, f"'dimensions' is {dimensions!r}; this model's embeddings have {dim} "
+                            f"dimensions: send 1 to {dim}, or leave it out", param="dimensions")
+    prompt = default_prompt
+    prompt_name = payload.get("prompt_name")
+    if prompt_name is not None:
+        known = prompts or {}
+        if not isinstance(prompt_name, str) or prompt_name not in known:
+            listed = ", ".join(repr(n) for n in known) or "none"
+            raise ApiError(400, f"'prompt_name' is {prompt_name!r}, which this model does not define; its "
+                                f"prompts: {listed}", param="prompt_name")
+        prompt = known[prompt_name]
     user = payload.get("user")
     if user is not None and not isinstance(user, str):
         raise ApiError(400, f"'user' must be a string, got {_json_type(user)}", param="user")
 
     encoding_format: EncodingFormat = "base64" if raw_format == "base64" else "float"
-    return EmbeddingRequest(_check_input(payload.get("input"), limits), model, encoding_format)
+    texts = _check_input(payload.get("input"), limits)
+    if prompt:
+        texts = [prompt + text for text in texts]
+    return EmbeddingRequest(texts, model, encoding_format,
+                            dimensions if dimensions is not None and dimensions < dim else None)
 
 
 def _check_input(raw: object, limits: Limits) -> list[str]:

@@ -68,6 +68,49 @@ def test_single_string_input(encoder: Encoder, model: str) -> None:
     np.testing.assert_allclose(item["embedding"], encoder.encode(TEXTS[0]), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def prompted(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Encoder:
+    """The tiny bundle with e5-style prompts in its manifest (not one of the hashed files)."""
+    import shutil
+
+    copy = tmp_path_factory.mktemp("prompted") / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["prompts"] = {"query": "query: ", "passage": "passage: "}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return Encoder(copy)
+
+
+def test_prompt_name_and_dimensions(prompted: Encoder) -> None:
+    model = Path(prompted.manifest.source.model).name
+    texts = TEXTS[:2]
+    plain, query, short, unknown, too_many = call(prompted, [
+        ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts}}),
+        ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts, "prompt_name": "query"}}),
+        ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts, "prompt_name": "passage",
+                                             "dimensions": 8}}),
+        ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts, "prompt_name": "search"}}),
+        ("POST", "/v1/embeddings", {"json": {"model": model, "input": texts,
+                                             "dimensions": prompted.dim + 1}}),
+    ])
+
+    def vectors(resp: httpx.Response) -> np.ndarray:
+        assert resp.status_code == 200, resp.text
+        return np.asarray([d["embedding"] for d in resp.json()["data"]], dtype=np.float32)
+
+    np.testing.assert_allclose(vectors(plain), prompted.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(vectors(query), prompted.encode(texts, prompt_name="query"), atol=1e-5)
+    assert query.json()["usage"]["prompt_tokens"] > plain.json()["usage"]["prompt_tokens"]  # prompt counted
+    got = vectors(short)
+    first = prompted.encode(texts, prompt_name="passage", truncate_dim=8)
+    assert got.shape == (2, 8)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # unit length, as OpenAI's
+    np.testing.assert_allclose(got, first / np.linalg.norm(first, axis=1, keepdims=True), atol=1e-5)
+    assert unknown.status_code == 400
+    assert "its prompts: 'query', 'passage'" in unknown.json()["error"]["message"]
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "dimensions"
+
+
 def test_models_health_and_aliases(encoder: Encoder, model: str) -> None:
     options = ServerOptions(model_name="my-embedder")
     models, one, missing, health, by_alias = call(
@@ -215,7 +258,7 @@ def test_random_payloads_never_get_a_500(encoder: Encoder, model: str) -> None:
         {"x": 1},
         "\ud800",
     ]
-    keys = ["input", "model", "encoding_format", "dimensions", "user", "extra"]
+    keys = ["input", "model", "encoding_format", "dimensions", "user", "prompt_name", "extra"]
     requests: list[tuple[str, str, dict[str, object]]] = []
     for _ in range(150):
         payload = {k: rng.choice([*atoms, model]) for k in rng.sample(keys, rng.randint(0, len(keys)))}

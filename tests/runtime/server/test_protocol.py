@@ -47,8 +47,12 @@ def test_string_and_list_inputs() -> None:
         ({"model": MODELS[0], "input": [101, 2023]}, 400, "token arrays are not accepted"),
         ({"model": MODELS[0], "input": [[101, 2023]]}, 400, "token arrays are not accepted"),
         ({"model": MODELS[0], "input": "x", "encoding_format": "int8"}, 400, "'float' or 'base64'"),
-        ({"model": MODELS[0], "input": "x", "dimensions": 256}, 400, "384 dimensions"),
+        ({"model": MODELS[0], "input": "x", "dimensions": 385}, 400, "384 dimensions: send 1 to 384"),
+        ({"model": MODELS[0], "input": "x", "dimensions": 0}, 400, "send 1 to 384"),
+        ({"model": MODELS[0], "input": "x", "dimensions": 2.5}, 400, "send 1 to 384"),
         ({"model": MODELS[0], "input": "x", "dimensions": True}, 400, "dimensions"),
+        ({"model": MODELS[0], "input": "x", "prompt_name": "query"}, 400,
+         "'query', which this model does not define; its prompts: none"),
         ({"model": MODELS[0], "input": "x", "user": 3}, 400, "'user' must be a string"),
         (
             {"model": MODELS[0], "input": "x", "temperature": 1},
@@ -63,6 +67,24 @@ def test_client_mistakes(payload: object, status: int, message: str) -> None:
     assert caught.value.status == status
     error = json.loads(api_error_body(caught.value))["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
+
+
+def test_prompt_name_and_dimensions() -> None:
+    prompts = {"query": "query: ", "passage": "passage: "}
+
+    def with_prompts(payload: dict[str, object], default: str = ""):  # type: ignore[no-untyped-def]
+        return parse_request(json.dumps(payload).encode(), limits=Limits(), models=MODELS, dim=384,
+                             prompts=prompts, default_prompt=default)
+
+    asked = with_prompts({"model": MODELS[0], "input": ["a", "b"], "prompt_name": "passage",
+                          "dimensions": 64})
+    assert asked.texts == ["passage: a", "passage: b"] and asked.dimensions == 64
+    assert with_prompts({"model": MODELS[0], "input": "a"}, default="query: ").texts == ["query: a"]
+    assert with_prompts({"model": MODELS[0], "input": "a", "dimensions": 384}).dimensions is None
+    with pytest.raises(ApiError, match="'search', which this model does not define; its prompts: "
+                                       "'query', 'passage'") as caught:
+        with_prompts({"model": MODELS[0], "input": "a", "prompt_name": "search"})
+    assert caught.value.status == 400 and caught.value.param == "prompt_name"
 
 
 def test_limits_name_the_input() -> None:
