@@ -3,6 +3,7 @@ int8 and fp16 variants, each measured and gated -> publish."""
 
 from __future__ import annotations
 
+import gc
 import importlib.metadata as md
 import tempfile
 import time
@@ -134,6 +135,8 @@ def export_model(
             quality_ref = step("torch reference",
                                lambda: reference_for(st_model, texts, facts, token_ids=False),
                                f"sentence-transformers on {len(texts)} held-out texts")
+            st_model = None  # every torch reference is taken: its weights and caches can go
+            gc.collect()
             candidates: dict[str, Callable[[], Variant]] = {}
             if "int8" in options.variants:
                 candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,

@@ -107,8 +107,26 @@ class QuantizeResult:
 def _session(model: Path | bytes) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # Without the arena each run's activations are freed when it ends: calibration batches of
+    # long texts would otherwise keep their peak (gigabytes on a base-size model) per session.
+    options.enable_cpu_mem_arena = False
     source = str(model) if isinstance(model, Path) else model
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def _cosines_until_below(model: Path, calibration: Calibration, min_cosine: float) -> np.ndarray:
+    """Row cosines of `model` against the reference, batch by batch, stopping after the first
+    batch whose minimum is below `min_cosine`: from there the candidate cannot pass."""
+    session = _session(model)
+    wanted = {i.name for i in session.get_inputs()}
+    cosines, row = [], 0
+    for feeds in calibration.feeds:
+        got = session.run(None, {k: v for k, v in feeds.items() if k in wanted})[0]
+        cosines.append(row_cosine(calibration.reference[row : row + len(got)], got))
+        row += len(got)
+        if cosines[-1].min() < min_cosine:
+            break
+    return np.concatenate(cosines)
 
 
 def run_graph(model: Path | bytes, feeds: Sequence[Feeds]) -> np.ndarray:
@@ -151,7 +169,7 @@ def quantize_int8(
         if cos.min() >= min_cosine and screened:
             if calibrated:
                 build(path, calibration)
-            cos = row_cosine(calibration.reference, run_graph(path, calibration.feeds))
+            cos = _cosines_until_below(path, calibration, min_cosine)
         result = CandidateResult(scheme, float(cos.mean()), float(cos.min()),
                                  round(path.stat().st_size / 1e6, 1),
                                  bool(cos.mean() >= min_mean_cosine and cos.min() >= min_cosine
@@ -322,7 +340,16 @@ def _rowwise_pairsum(quant_base: Path, out: Path, calibration: Calibration, alph
 
 # -- w8-blockwise ----------------------------------------------------------------------------------
 def _w8_blockwise(quant_base: Path, out: Path, block_size: int = 32) -> None:
+    # onnxruntime's MatMulNBits module calls logging.basicConfig(level=INFO) when imported, which
+    # would print every skipped node and every other library's INFO lines from then on.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
     model = onnx.load(str(quant_base))
     _quantize_embedding_tables(model)

@@ -87,7 +87,7 @@ def test_default_prompt_name_applies_when_none_is_named(tmp_path: Path) -> None:
 
 def test_unknown_prompt_name_lists_the_models_prompts(e5_style: tuple[Path, Path]) -> None:
     encoder = Encoder(e5_style[1])
-    with pytest.raises(ArgumentError, match=r"'search' .* its prompts: 'query', 'passage'"):
+    with pytest.raises(ArgumentError, match=r"'search'.*its prompts: 'query', 'passage'"):
         encoder.encode(["a"], prompt_name="search")
     with pytest.raises(ArgumentError, match="prompt must be a str"):
         encoder.encode(["a"], prompt=3)  # type: ignore[arg-type]
