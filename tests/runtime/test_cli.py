@@ -217,20 +217,27 @@ def test_every_command_honours_the_encoder_options(
     _Recording.calls.clear()
     monkeypatch.setattr(fusembed.cli._options, "Encoder", _Recording)
     monkeypatch.setattr(fusembed.server, "run", lambda *a, **k: None)  # serve: build, do not listen
-    common = ["--device", "cpu", "--precision", "fp32", "--threads", "1"]
+    common = ["--device", "cpu", "--precision", "fp32", "--threads", "1", "--truncate-dim", "8"]
+    prompt = ["--prompt", "p: "]
     argv = {
         "encode": ["encode", str(minilm_bundle), "--input", str(docs_file), "--output",
-                   str(tmp_path / "o.npy"), "--batch-size", "3"],
+                   str(tmp_path / "o.npy"), "--batch-size", "3", *prompt],
         "search": ["search", str(minilm_bundle), "--query", "q", "--docs", str(docs_file),
-                   "--batch-size", "3"],
-        "serve": ["serve", str(minilm_bundle)],
+                   "--batch-size", "3", "--query-prompt", "q: ", "--doc-prompt", "d: "],
+        "serve": ["serve", str(minilm_bundle), *prompt],
         "embed-corpus": ["embed-corpus", str(docs_file), str(tmp_path / "out"),
-                         "--bundle", str(minilm_bundle), "--batch-size", "3", "--no-progress"],
+                         "--bundle", str(minilm_bundle), "--batch-size", "3", "--no-progress", *prompt],
     }[command]
     assert main([*argv, *common]) == 0
-    assert _Recording.made == [{"device": "cpu", "precision": "fp32", "threads": 1}]
+    built = {"device": "cpu", "precision": "fp32", "threads": 1, "truncate_dim": 8, "prompt_name": None,
+             "prompt": None if command == "search" else "p: "}
+    assert _Recording.made == [built]
+    if command == "search":  # the query and the documents each get their own prompt
+        assert {c.get("prompt") for c in _Recording.calls} == {"q: ", "d: "}
     if command != "serve":
         assert {call.get("batch_size") for call in _Recording.calls if "batch_size" in call} == {3}
+    if command == "encode":
+        assert np.load(tmp_path / "o.npy").shape[1] == 8
 
 
 def test_a_bad_argument_is_reported_by_its_flag(
