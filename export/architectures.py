@@ -11,6 +11,7 @@ weights. They say nothing about retrieval quality. The tests build them at 2 lay
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,16 @@ def wordpiece_vocab() -> Path:
     return _embedded_tokenizer_dir() / "vocab.txt"
 
 
+def wordpiece_tokenizer(name: str) -> Any:
+    """transformers' WordPiece tokenizer class `name` over `wordpiece_vocab()`. transformers 4
+    takes the file as `vocab_file`; transformers 5 as `vocab`, and ignores `vocab_file` (leaving a
+    vocabulary of special tokens only)."""
+    cls = tokenizer_class(name)
+    if "vocab_file" in inspect.signature(cls.__init__).parameters:
+        return cls(vocab_file=str(wordpiece_vocab()))
+    return cls(vocab=str(wordpiece_vocab()))
+
+
 def roberta(hf: Path, size: Size) -> str:
     """RoBERTa with a byte-level BPE trained here, in transformers' RobertaTokenizerFast."""
     from tokenizers import ByteLevelBPETokenizer
@@ -104,8 +115,11 @@ def roberta(hf: Path, size: Size) -> str:
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     hf.mkdir(parents=True, exist_ok=True)
     bpe.save_model(str(hf.parent))
-    tokenizer = RobertaTokenizerFast(vocab_file=str(hf.parent / "vocab.json"),
-                                     merges_file=str(hf.parent / "merges.txt"))
+    vocab, merges = str(hf.parent / "vocab.json"), str(hf.parent / "merges.txt")
+    if "vocab_file" in inspect.signature(RobertaTokenizerFast.__init__).parameters:  # transformers 4
+        tokenizer = RobertaTokenizerFast(vocab_file=vocab, merges_file=merges)
+    else:  # transformers 5 ignores vocab_file and merges_file
+        tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges)
     tokenizer.save_pretrained(hf)
     save_encoder(RobertaConfig, RobertaModel, tokenizer, hf, size)
     return "mean"
@@ -126,7 +140,11 @@ def xlm_roberta(hf: Path, size: Size) -> str:
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     hf.mkdir(parents=True, exist_ok=True)
     sp.save(str(hf.parent / "sentencepiece.json"))
-    tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(hf.parent / "sentencepiece.json"))
+    if "vocab_file" in inspect.signature(XLMRobertaTokenizerFast.__init__).parameters:  # transformers 4
+        tokenizer = XLMRobertaTokenizerFast(tokenizer_file=str(hf.parent / "sentencepiece.json"))
+    else:  # transformers 5 builds it from the Unigram pieces and their scores
+        pieces = json.loads((hf.parent / "sentencepiece.json").read_text(encoding="utf-8"))["model"]["vocab"]
+        tokenizer = XLMRobertaTokenizerFast(vocab=[(piece, score) for piece, score in pieces])
     tokenizer.save_pretrained(hf)
     save_encoder(XLMRobertaConfig, XLMRobertaModel, tokenizer, hf, size)
     return "mean"
@@ -160,9 +178,8 @@ def distilbert(hf: Path, size: Size) -> str:
     """DistilBERT (no token type ids) with the real WordPiece vocabulary, DistilBertTokenizerFast."""
     from transformers import DistilBertConfig, DistilBertModel
 
-    DistilBertTokenizerFast = tokenizer_class("DistilBertTokenizerFast")
 
-    tokenizer = DistilBertTokenizerFast(vocab_file=str(wordpiece_vocab()))
+    tokenizer = wordpiece_tokenizer("DistilBertTokenizerFast")
     tokenizer.save_pretrained(hf)
     _save_model(DistilBertConfig, DistilBertModel, hf, vocab_size=len(tokenizer), dim=size.hidden,
                 n_layers=size.layers, n_heads=size.heads, hidden_dim=size.intermediate)
@@ -174,12 +191,8 @@ def mpnet(hf: Path, size: Size) -> str:
     its <s>, </s> and <pad> are added tokens, so the pad id must come from its config."""
     from transformers import MPNetConfig, MPNetModel
 
-    MPNetTokenizerFast = tokenizer_class("MPNetTokenizerFast")
 
-    if "vocab_file" in inspect.signature(MPNetTokenizerFast.__init__).parameters:  # transformers 4
-        tokenizer = MPNetTokenizerFast(vocab_file=str(wordpiece_vocab()))
-    else:  # transformers 5 takes the vocabulary (or its file) as `vocab`
-        tokenizer = MPNetTokenizerFast(vocab=str(wordpiece_vocab()))
+    tokenizer = wordpiece_tokenizer("MPNetTokenizerFast")
     tokenizer.save_pretrained(hf)
     save_encoder(MPNetConfig, MPNetModel, tokenizer, hf, size)
     return "mean"

@@ -191,9 +191,10 @@ def read_facts(folder: Path, *, similarity: str | None = None) -> ModelFacts:
         do_lower_case=bool(sbert.get("do_lower_case", False)),
         truncation_side=str(tok_cfg.get("truncation_side", "right")),
         model_type=str(config.get("model_type", "")),
-        num_heads=int(config.get("num_attention_heads", 0)),
-        hidden_size=int(config.get("hidden_size", 0)),
-        num_layers=int(config.get("num_hidden_layers", 0)),
+        # DistilBERT's config names them n_heads, dim and n_layers
+        num_heads=int(config.get("num_attention_heads") or config.get("n_heads") or 0),
+        hidden_size=int(config.get("hidden_size") or config.get("dim") or 0),
+        num_layers=int(config.get("num_hidden_layers") or config.get("n_layers") or 0),
         modules=kinds,
         prompts={str(k): str(v) for k, v in prompts.items()},
         default_prompt_name=st_cfg.get("default_prompt_name") or None,

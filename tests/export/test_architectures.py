@@ -26,13 +26,13 @@ def test_dense_layer_after_cls_pooling_is_fused(tmp_path: Path) -> None:
     """LaBSE's stack: CLS pooling, a Dense layer with tanh (to a smaller dimension), Normalize."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     try:
         from sentence_transformers.sentence_transformer import modules as models
     except ImportError:
         from sentence_transformers import models  # type: ignore[no-redef]
-    tokenizer = BertTokenizerFast(vocab_file=str(architectures.wordpiece_vocab()))
+    tokenizer = architectures.wordpiece_tokenizer("BertTokenizerFast")
     tokenizer.save_pretrained(tmp_path / "hf")
     architectures.save_encoder(BertConfig, BertModel, tokenizer, tmp_path / "hf", architectures.TINY)
     torch.manual_seed(1)
@@ -72,6 +72,7 @@ def test_exports_with_exact_token_ids_and_parity(replica: str, tmp_path: Path) -
     assert "   leading and trailing spaces   " in EDGE_TEXTS  # the parity texts hold edge whitespace
 
     st = load_sentence_transformer(folder)
+    assert len(st.tokenizer) >= 500  # a real vocabulary, not only special tokens
     pad = json.loads((folder / "tokenizer_config.json").read_text())["pad_token"]
     assert manifest.pad_token_id == st.tokenizer.convert_tokens_to_ids(pad)  # the model's own, not a guess
     texts = ["  two leading", "two trailing  ", " ", "", "\tTab\n", "naïve café 東京 🙂", "query: a"]

@@ -238,12 +238,14 @@ def test_every_corpus_option_is_honoured_on_ray(
     out = tmp_path / "out"
     options = CorpusOptions(shard_rows=300, chunk_rows=128, batch_size=7, progress=True)
 
-    report = embed_corpus_with_ray(source, out, tiny_bundle, options, SMALL, precision="fp32", threads=2)
+    report = embed_corpus_with_ray(source, out, tiny_bundle, options, SMALL, precision="fp32", threads=2,
+                                   prompt="p: ", truncate_dim=8)
 
     call = actor_call(spy)
     assert call["fn_constructor_kwargs"] | {"bundle": None} == {
         "bundle": None, "text_column": "text", "output_column": "embedding", "device": "cpu",
-        "precision": "fp32", "threads": 2, "batch_size": 7}
+        "precision": "fp32", "threads": 2, "batch_size": 7,
+        "encoding": {"prompt_name": None, "prompt": "p: ", "truncate_dim": 8}}
     assert (call["batch_size"], call["num_cpus"], call["num_gpus"]) == (128, 0.5, 0.0)  # chunk_rows
     assert call["compute"].min_size == call["compute"].max_size == 2  # workers
     assert all(c["progress_bars"] for c in spy)
@@ -252,10 +254,11 @@ def test_every_corpus_option_is_honoured_on_ray(
     assert report.files == [f"part-0000{k}.parquet" for k in range(len(counts))]
     ids, vectors = read_output(out)
     by_id = {f"k{i}": t for i, t in enumerate(texts)}
-    np.testing.assert_allclose(vectors, Encoder(tiny_bundle).encode([by_id[i] for i in ids]),  # type: ignore[index]
-                               atol=1e-5)
+    expected = Encoder(tiny_bundle).encode([by_id[i] for i in ids], prompt="p: ", truncate_dim=8)  # type: ignore[index]
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["shard_rows"] == 300 and manifest["bundle"]["precision"] == "fp32"
+    assert manifest["prompt"] == "p: " and manifest["dim"] == 8  # what a reader of the vectors needs
     assert manifest["ray"] | {"address": None} == {"address": None, "workers": 2, "cpus_per_worker": 0.5,
                                                    "gpus_per_worker": 0.0, "device": "cpu", "threads": 2}
 
