@@ -278,7 +278,7 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
     )
 
 
-def _prompts(data: dict[str, Any], where: str) -> dict[str, Any]:
+def _prompts(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     prompts = data.get("prompts") or {}
     if not isinstance(prompts, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()):
