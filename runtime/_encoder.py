@@ -184,7 +184,8 @@ class Encoder:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
                                  "Unicode")
             ids = np.asarray([self._tokenizer.encode(before + texts).ids], dtype=np.int64)
-            return self._run(ids, np.ones_like(ids)).reshape(-1)[:keep].copy()
+            vector = self._run(ids, np.ones_like(ids)).reshape(-1)
+            return vector if keep == self.manifest.dim else vector[:keep].copy()
         items = _check_texts(texts)
         if before:
             items = [before + text for text in items]

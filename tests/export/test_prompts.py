@@ -125,3 +125,22 @@ def test_a_damaged_prompt_table_is_a_bundle_error(e5_style: tuple[Path, Path], t
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="default_prompt_name 'missing' is not one of the prompts"):
         Encoder(copy)
+
+
+def test_a_prompt_on_a_model_whose_pooling_leaves_it_out_is_refused(
+        e5_style: tuple[Path, Path], tmp_path: Path) -> None:
+    """include_prompt=false pools without the prompt's tokens, which the fused graph cannot do:
+    a clear error, never vectors that differ from sentence-transformers'."""
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(e5_style[1], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["include_prompt"] = False
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    encoder = Encoder(copy)
+    assert encoder.encode(["a"]).shape == (1, 32)  # without a prompt it encodes as ever
+    with pytest.raises(ArgumentError, match=r"include_prompt=false"):
+        encoder.encode(["a"], prompt_name="query")
+    with pytest.raises(ArgumentError, match=r"include_prompt=false"):
+        Encoder(copy, prompt="query: ")
