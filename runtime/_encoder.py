@@ -16,6 +16,7 @@ from ._auto import Choice, choose_auto
 from ._batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, pad_batch, plan_batches
 from ._cpu import cpu_info
 from ._errors import ArgumentError, BundleError, InputError, check_positive_int
+from ._hub import HubRevision, fetch_bundle
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
 from ._providers import Device, available_cpus, check_session_device, providers_for
@@ -87,6 +88,59 @@ class Encoder:
                 f"manifest's {self.manifest.inputs}; the bundle is damaged"
             )
         self._needs_type_ids = "token_type_ids" in names
+
+    # Set by `from_pretrained`: the hub repository and the commit the bundle was loaded from.
+    hub: HubRevision | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
+        device: Device = "cpu",
+        precision: PrecisionChoice = "auto",
+        threads: int | None = None,
+        verify: bool = True,
+        truncate_dim: int | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+    ) -> Encoder:
+        """Load the bundle published in hub repository `repo_id` (see `fusembed push`).
+
+        The manifest is fetched first, then the files it lists, all from the commit the manifest
+        came from, into the Hugging Face cache (`cache_dir`, else `HF_HUB_CACHE`); each file is
+        checked against the manifest's sha256 before it loads. With `local_files_only=True` or
+        `HF_HUB_OFFLINE=1` only the cache is used. `encoder.hub.commit` is the commit loaded.
+
+        Args:
+            repo_id: "org/name".
+            revision: branch, tag or commit (default: main); a commit pins the exact files.
+            cache_dir, token, local_files_only: as huggingface_hub takes them; `token` defaults
+                to the one `hf auth login` stored, if any.
+            device, precision, threads, verify, truncate_dim, prompt_name, prompt: as `Encoder`.
+
+        Example:
+            >>> enc = Encoder.from_pretrained("org/all-MiniLM-L6-v2-fusembed")  # doctest: +SKIP
+            >>> enc.hub.commit  # doctest: +SKIP
+            '3f1c...'
+
+        Raises:
+            BundleError: the repository holds no fusembed bundle, or a file differs from its
+                sha256 (it was not loaded).
+            HubError: the repository or revision does not exist or is not accessible, the hub
+                cannot be reached, or (offline) the bundle is not in the cache.
+        """
+        folder, hub = fetch_bundle(repo_id, revision=revision, cache_dir=cache_dir, token=token,
+                                   local_files_only=local_files_only, verify=verify)
+        encoder = cls(folder, device=device, precision=precision, threads=threads,
+                      verify=False,  # fetch_bundle checked every file against the manifest
+                      truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt)
+        encoder.hub = hub
+        return encoder
 
     # -- what the model is -------------------------------------------------------------------
     @property

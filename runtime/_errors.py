@@ -5,6 +5,7 @@ the value, and what to do.
     ├── ArgumentError (ValueError)   a bad argument to a public call; `.param` names it
     ├── InputError (ValueError)      texts, token ids, or input rows that cannot be embedded
     ├── BundleError (ValueError)     a bundle is missing, incomplete, damaged or of an unknown format
+    ├── HubError (RuntimeError)      a bundle could not be fetched from, or pushed to, the hub
     ├── ExportError (RuntimeError)   a model could not be exported, or failed its parity check
     ├── ProviderUnavailableError (RuntimeError)
     │                                the device asked for has no onnxruntime provider here
@@ -51,6 +52,12 @@ class InputError(FusembedError, ValueError):
 
 class BundleError(FusembedError, ValueError):
     """A bundle directory is missing, incomplete, damaged or of an unknown format."""
+
+
+class HubError(FusembedError, RuntimeError):
+    """A bundle could not be fetched from, or pushed to, a Hugging Face hub: the repository or
+    revision does not exist or is not accessible, the hub cannot be reached, or (offline) the bundle
+    is not in the cache."""
 
 
 class ExportError(FusembedError, RuntimeError):

@@ -5,7 +5,7 @@ Exit codes: 0 success, 1 the work failed (bad bundle, unreadable input, failed e
 
     _options.py      what several commands share: the bundle, --device/--precision/--threads,
                      --batch-size, text inputs, and the argument types
-    export.py  encode.py  search.py  info.py  bench.py  serve.py  embed_corpus.py  doctor.py
+    export.py  encode.py  search.py  info.py  bench.py  serve.py  embed_corpus.py  doctor.py  push.py
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._errors import ArgumentError, FusembedError
-from . import bench, doctor, embed_corpus, encode, export, info, search, serve
+from . import bench, doctor, embed_corpus, encode, export, info, push, search, serve
 
 # In the order `fusembed --help` lists them.
-COMMANDS = (export, encode, search, bench, serve, embed_corpus, info, doctor)
+COMMANDS = (export, encode, search, bench, serve, embed_corpus, info, doctor, push)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

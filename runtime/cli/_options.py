@@ -1,6 +1,7 @@
-"""What several commands share: the bundle argument, the encoder options (--device, --precision,
---threads, each declared once here), --batch-size, text inputs, and argument types that say what
-they expected. Defaults come from the library's own signatures, so the CLI cannot drift from them.
+"""What several commands share: the bundle argument (a folder or a hub id), the encoder options
+(--device, --precision, --threads, each declared once here), --batch-size, text inputs, and
+argument types that say what they expected. Defaults come from the library's own signatures, so
+the CLI cannot drift from them.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
 
 from .._encoder import Encoder, PrecisionChoice
+from .._errors import ArgumentError, HubError
+from .._hub import fetch_bundle, looks_like_repo_id
 from .._providers import DEVICES
 
 
@@ -27,10 +31,44 @@ _BATCH_SIZE = default(Encoder.encode, "batch_size")
 
 
 def add_bundle(p: argparse.ArgumentParser, *, flag: str | None = None) -> None:
+    """The bundle: a local folder, or a hub repository id ("org/name") holding one, with --revision.
+    Commands read it with `bundle_folder` or `encoder`, which tell the two apart."""
+    what = "bundle directory, or hub repository id (org/name) holding a bundle"
     if flag:
-        p.add_argument(flag, dest="bundle", type=Path, required=True, help="bundle directory")
+        p.add_argument(flag, dest="bundle", required=True, help=what)
     else:
-        p.add_argument("bundle", metavar="BUNDLE", type=Path, help="bundle directory")
+        p.add_argument("bundle", metavar="BUNDLE", help=what)
+    p.add_argument("--revision", help="with a hub id: branch, tag or commit (default: main)")
+
+
+def hub_id(args: argparse.Namespace) -> str | None:
+    """The bundle as a hub repository id: it names no local path and reads "org/name". Else None,
+    and --revision, which only a hub id takes, must not be given."""
+    text = str(args.bundle)
+    if not Path(text).expanduser().exists() and looks_like_repo_id(text):
+        return text
+    if getattr(args, "revision", None) is not None:
+        raise ArgumentError("revision", f"is for a hub repository id; {text!r} is a local path")
+    return None
+
+
+def bundle_folder(args: argparse.Namespace) -> Path:
+    """The bundle as a local folder: the one given, or a hub bundle's snapshot in the Hugging Face
+    cache, fetched if need be, every file checked against the manifest."""
+    repo = hub_id(args)
+    if repo is None:
+        return Path(args.bundle).expanduser()
+    with _from_hub(repo):
+        return fetch_bundle(repo, revision=args.revision)[0]
+
+
+@contextmanager
+def _from_hub(repo: str) -> Iterator[None]:
+    """Say that a path that does not exist was taken as a hub id: it may be a mistyped folder."""
+    try:
+        yield
+    except HubError as exc:
+        raise HubError(f"{repo!r} is not a local folder, so it was fetched from the hub: {exc}") from None
 
 
 def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True,
@@ -70,9 +108,18 @@ def device_or_default(args: argparse.Namespace) -> Any:
 
 
 def encoder(args: argparse.Namespace) -> Encoder:
-    return Encoder(args.bundle, device=device_or_default(args), precision=args.precision,
-                   threads=args.threads, truncate_dim=getattr(args, "truncate_dim", None),
-                   prompt_name=getattr(args, "prompt_name", None), prompt=getattr(args, "prompt", None))
+    """The `Encoder` the options describe, of a local bundle or of one from the hub."""
+    device, truncate_dim = device_or_default(args), getattr(args, "truncate_dim", None)
+    prompt_name, prompt = getattr(args, "prompt_name", None), getattr(args, "prompt", None)
+    repo = hub_id(args)
+    if repo is None:
+        return Encoder(Path(args.bundle).expanduser(), device=device, precision=args.precision,
+                       threads=args.threads, truncate_dim=truncate_dim, prompt_name=prompt_name,
+                       prompt=prompt)
+    with _from_hub(repo):
+        return Encoder.from_pretrained(repo, revision=args.revision, device=device,
+                                       precision=args.precision, threads=args.threads,
+                                       truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt)
 
 
 def add_text_input(p: argparse.ArgumentParser, flag: str, what: str, *, required: bool = True) -> None:

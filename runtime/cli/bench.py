@@ -10,7 +10,7 @@ from typing import Any
 from .._bench import builtin_texts, markdown, run_bench, write_outputs
 from .._errors import InputError
 from .._readers import read_texts
-from ._options import add_bundle, add_encoder_options, default, positive_int, size_list
+from ._options import add_bundle, add_encoder_options, bundle_folder, default, positive_int, size_list
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     texts = read_texts(args.input, args.field) if args.input else builtin_texts()
     if not texts:
         raise InputError(f"{args.input}: no texts to benchmark with")
-    result = run_bench(args.bundle, texts=texts, batch_sizes=args.batch_sizes, repeats=args.repeats,
+    result = run_bench(bundle_folder(args), texts=texts, batch_sizes=args.batch_sizes, repeats=args.repeats,
                        device=args.device, precision=args.precision, threads=args.threads)
     written = write_outputs(result, args.output_dir)
     print(markdown(result), end="")

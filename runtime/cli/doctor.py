@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from .._doctor import doctor
-from ._options import default, positive_int
+from .._errors import CommandError
+from ._options import add_bundle, bundle_folder, default, hub_id, positive_int
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "cosine to that reference, sentences/s and batch-1 latency, with the CPU, its int8 class, the "
         "providers and threads, and which variant precision=auto uses here and why. Exits 1 when a "
         "variant does not run or gives other vectors here than at export.")
-    p.add_argument("bundle", metavar="BUNDLE", type=Path)
+    add_bundle(p)
     p.add_argument("--threads", type=positive_int, default=default(doctor, "threads"),
                    help="intra-op threads (default: the CPUs this process may use)")
     p.add_argument("--rounds", type=positive_int, default=default(doctor, "rounds"),
@@ -30,6 +30,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = doctor(args.bundle, threads=args.threads, rounds=args.rounds, record=args.record)
+    if args.record and hub_id(args) is not None:
+        raise CommandError(f"--record writes into the bundle's manifest, and {args.bundle!r} is a hub bundle "
+                           "in the shared cache: download it to a folder (`hf download "
+                           f"{args.bundle} --local-dir DIR`), record there, and push that folder")
+    report = doctor(bundle_folder(args), threads=args.threads, rounds=args.rounds, record=args.record)
     print(report.text())
     return 0 if report.ok else 1

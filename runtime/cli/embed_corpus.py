@@ -73,7 +73,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..corpus import CorpusOptions, Source, embed_corpus  # ImportError names the extra
-    from ._options import encoder
+    from ._options import bundle_folder, encoder
 
     source = Source.open(args.input, format=args.format, text_field=args.text_field, id_field=args.id_field)
     options = CorpusOptions(shard_rows=args.shard_rows, on_bad_row=args.on_bad_row,
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray's progress bars stay
         ray_options = RayOptions(address=args.address, workers=args.workers,
                                  cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker)
-        report = embed_corpus_with_ray(source, args.output_dir, args.bundle, options, ray_options,
+        report = embed_corpus_with_ray(source, args.output_dir, bundle_folder(args), options, ray_options,
                                        device=args.device, precision=args.precision,
                                        threads=args.threads, prompt_name=args.prompt_name,
                                        prompt=args.prompt, truncate_dim=args.truncate_dim)

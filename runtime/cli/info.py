@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from .._auto import choose_auto
 from .._cpu import cpu_info
 from .._manifest import read_manifest
+from ._options import add_bundle, bundle_folder
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser("info", help="show what a bundle's manifest says")
-    p.add_argument("bundle", metavar="BUNDLE", type=Path)
+    add_bundle(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    manifest = read_manifest(args.bundle)
+    folder = bundle_folder(args)
+    manifest = read_manifest(folder)
     if args.json:
         print(manifest.to_json(), end="")
         return 0
-    print(manifest.describe(args.bundle))
+    print(manifest.describe(folder))
     cpu = cpu_info()
     print(f"this cpu    {cpu.describe()}")
     try:

@@ -278,3 +278,10 @@ def test_parquet_is_for_embed_corpus(minilm_bundle: Path, tmp_path: Path,
     assert main(["search", str(minilm_bundle), "--query", "q", "--docs", str(docs)]) == 1
     assert capsys.readouterr().err == (
         f"fusembed search: error: {docs}: Parquet input is read by embed-corpus; here give text or JSONL\n")
+
+
+def test_revision_is_for_hub_ids(tiny_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A BUNDLE that exists is a folder, whatever it looks like; --revision is for hub ids only."""
+    assert main(["info", str(tiny_bundle), "--revision", "main"]) == 2
+    assert capsys.readouterr().err == (f"fusembed info: error: --revision is for a hub repository id; "
+                                       f"{str(tiny_bundle)!r} is a local path\n")
