@@ -47,7 +47,7 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("README.md", "bash", "make demo   # set up .venv, export all-MiniLM-L6-v2 -> bundle -> semantic "
                           "search -> latency table (~3 min)"): "set-up: the suite runs under it",
     ("README.md", "bash", "pip install fusembed                      # runtime only: onnxruntime, "
-                          "tokenizers, numpy"): "set-up: the suite runs under it",
+                          "tokenizers, numpy, huggingface_hub"): "set-up: the suite runs under it",
     ("docs/export.md", "bash", "apt-get install qemu-user"):
         "set-up; the test it runs is part of the suite (CI sets FUSEMBED_REQUIRE_QEMU=1)",
     ("docs/corpus.md", "py", "import ray"):
@@ -62,6 +62,10 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("docs/python.md", "py", "from fusembed import Encoder, cos_sim"):
         "needs an e5-style bundle, exported from the hub; the calls are tested in "
         "tests/export/test_prompts.py on an XLM-RoBERTa replica with e5's prompts",
+    ("docs/python.md", "py", "from fusembed import Encoder"):
+        "needs a hub account; the calls are tested in tests/runtime/test_hub.py against a local hub",
+    ("docs/cli.md", "bash", "fusembed push bundles/all-MiniLM-L6-v2 my-org/all-MiniLM-L6-v2-fusembed"):
+        "needs a hub account; push, and BUNDLE as a hub id, are tested in tests/runtime/test_hub.py",
     ("docs/gpu.md", "bash", "pip install 'fusembed[gpu]'"): "set-up that replaces onnxruntime",
     ("docs/gpu.md", "py", "from fusembed import Encoder"): "needs a GPU",
     ("docs/gpu.md", "bash", "fusembed serve bundles/all-MiniLM-L6-v2 --device cuda --port 8080"):
