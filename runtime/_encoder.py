@@ -13,13 +13,21 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from ._auto import Choice, choose_auto
-from ._batching import DEFAULT_BATCH_SIZE, DEFAULT_MAX_TOKENS, pad_batch, plan_batches
+from ._batching import (
+    CUDA_BATCH_SIZE,
+    CUDA_MAX_TOKENS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_TOKENS,
+    ShapeBuckets,
+    pad_batch,
+    plan_batches,
+)
 from ._cpu import cpu_info
 from ._errors import ArgumentError, BundleError, InputError, check_positive_int
 from ._hub import HubRevision, fetch_bundle
 from ._manifest import Manifest, Variant, read_manifest
 from ._progress import Progress
-from ._providers import Device, available_cpus, check_session_device, providers_for
+from ._providers import Device, Provider, available_cpus, check_session_device, providers_for
 from ._text import surrogate_at
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
@@ -27,6 +35,8 @@ PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
 # padding, small enough that its token ids (a few MB) are all that is held beyond the output.
 _CHUNK_TEXTS = 4096
 Embeddings = npt.NDArray[np.float32]
+# (row indices into the chunk, input_ids, attention_mask): one model call, padded and checked.
+_Batch = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 class Encoder:
@@ -43,6 +53,12 @@ class Encoder:
         truncate_dim: keep the first N dimensions of every embedding (Matryoshka models).
         prompt_name, prompt: the prompt `encode` applies when a call names none (see `encode`);
             by default the model's `default_prompt_name`, if it has one.
+        bucket_shapes: pad every batch up to one of a fixed set of shapes (row counts in powers
+            of two, widths in steps of about 1.5x), so that the session meets no new shape
+            once warm. Default: on for CUDA, where each new shape stalls a call; off for the CPU.
+        warmup: run every bucket shape once at load (largest first, so that onnxruntime's
+            memory arena grows once), for steady latency from the first request. Default: on
+            wherever shapes are bucketed. `warmup()` does it later instead.
 
     Example:
         >>> enc = Encoder("bundles/all-MiniLM-L6-v2")          # doctest: +SKIP
@@ -63,6 +79,8 @@ class Encoder:
         truncate_dim: int | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        bucket_shapes: bool | None = None,
+        warmup: bool | None = None,
     ) -> None:
         self.bundle = Path(bundle)
         providers = providers_for(device)
@@ -88,6 +106,16 @@ class Encoder:
                 f"manifest's {self.manifest.inputs}; the bundle is damaged"
             )
         self._needs_type_ids = "token_type_ids" in names
+        for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
+            if flag is not None and not isinstance(flag, bool):
+                raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
+        bucketed = device == "cuda" if bucket_shapes is None else bucket_shapes
+        self._buckets = ShapeBuckets(self.manifest.max_seq_length) if bucketed else None
+        # The defaults `encode` plans with: a GPU wants far larger calls than a CPU.
+        self.default_batch_size = CUDA_BATCH_SIZE if device == "cuda" else DEFAULT_BATCH_SIZE
+        self.default_max_tokens = CUDA_MAX_TOKENS if device == "cuda" else DEFAULT_MAX_TOKENS
+        if warmup if warmup is not None else bucketed:
+            self.warmup()
 
     # Set by `from_pretrained`: the hub repository and the commit the bundle was loaded from.
     hub: HubRevision | None = None
@@ -108,6 +136,8 @@ class Encoder:
         truncate_dim: int | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        bucket_shapes: bool | None = None,
+        warmup: bool | None = None,
     ) -> Encoder:
         """Load the bundle published in hub repository `repo_id` (see `fusembed push`).
 
@@ -121,7 +151,8 @@ class Encoder:
             revision: branch, tag or commit (default: main); a commit pins the exact files.
             cache_dir, token, local_files_only: as huggingface_hub takes them; `token` defaults
                 to the one `hf auth login` stored, if any.
-            device, precision, threads, verify, truncate_dim, prompt_name, prompt: as `Encoder`.
+            device, precision, threads, verify, truncate_dim, prompt_name, prompt,
+                bucket_shapes, warmup: as `Encoder`.
 
         Example:
             >>> enc = Encoder.from_pretrained("org/all-MiniLM-L6-v2-fusembed")  # doctest: +SKIP
@@ -138,7 +169,8 @@ class Encoder:
                                    local_files_only=local_files_only, verify=verify)
         encoder = cls(folder, device=device, precision=precision, threads=threads,
                       verify=False,  # fetch_bundle checked every file against the manifest
-                      truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt)
+                      truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt,
+                      bucket_shapes=bucket_shapes, warmup=warmup)
         encoder.hub = hub
         return encoder
 
@@ -187,13 +219,13 @@ class Encoder:
     # -- encoding ----------------------------------------------------------------------------
     @overload
     def encode(
-        self, texts: str, *, batch_size: int = ..., max_tokens: int = ...,
+        self, texts: str, *, batch_size: int | None = ..., max_tokens: int | None = ...,
         show_progress_bar: bool = ..., prompt_name: str | None = ..., prompt: str | None = ...,
         truncate_dim: int | None = ...,
     ) -> Embeddings: ...
     @overload
     def encode(
-        self, texts: Sequence[str], *, batch_size: int = ..., max_tokens: int = ...,
+        self, texts: Sequence[str], *, batch_size: int | None = ..., max_tokens: int | None = ...,
         show_progress_bar: bool = ..., prompt_name: str | None = ..., prompt: str | None = ...,
         truncate_dim: int | None = ...,
     ) -> Embeddings: ...
@@ -202,8 +234,8 @@ class Encoder:
         self,
         texts: str | Sequence[str],
         *,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
         show_progress_bar: bool = False,
         prompt_name: str | None = None,
         prompt: str | None = None,
@@ -212,8 +244,10 @@ class Encoder:
         """Embed texts. Returns float32 `(len(texts), dim)`, or `(dim,)` for a single string.
 
         Texts are sorted by token length and packed into batches of at most `batch_size` texts
-        and `max_tokens` padded tokens; output row i is the embedding of texts[i] whatever the
-        batching. Texts longer than `max_seq_length` word pieces are truncated exactly as
+        and `max_tokens` padded tokens (by default `default_batch_size` and `default_max_tokens`:
+        32 and 8192 on the CPU, 512 and 65536 on CUDA); output row i is the embedding of
+        texts[i] whatever the batching. With bucketed shapes a batch holds a power of two of
+        texts. Texts longer than `max_seq_length` word pieces are truncated exactly as
         sentence-transformers does.
 
         As in sentence-transformers: `prompt_name` puts one of the model's `prompts` before each
@@ -229,8 +263,7 @@ class Encoder:
                 of the model's prompts (the message lists them); truncate_dim is not between 1 and
                 the model's dimension.
         """
-        for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
-            check_positive_int(name, value)
+        batch_size, max_tokens = self._budget(batch_size, max_tokens)
         before = self.prompt_for(prompt_name, prompt)
         keep = self._check_truncate_dim(truncate_dim) or self.truncate_dim or self.manifest.dim
         if isinstance(texts, str):  # the interactive path: no planning, no padding
@@ -238,7 +271,7 @@ class Encoder:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
                                  "Unicode")
             ids = np.asarray([self._tokenizer.encode(before + texts).ids], dtype=np.int64)
-            vector = self._run(ids, np.ones_like(ids)).reshape(-1)
+            vector: Embeddings = self._run(ids, np.ones_like(ids))[0]
             return vector if keep == self.manifest.dim else vector[:keep].copy()
         items = _check_texts(texts)
         if before:
@@ -247,8 +280,9 @@ class Encoder:
         if not items:
             return out[:, :keep].copy()
         progress = Progress(len(items)) if show_progress_bar else None
-        for start, rows in self._tokenized_chunks(items, max(_CHUNK_TEXTS, batch_size)):
-            self._encode_rows(rows, out[start : start + len(rows)], batch_size, max_tokens, progress)
+        chunks = self._prepared_chunks(items, max(_CHUNK_TEXTS, batch_size), batch_size, max_tokens)
+        for start, batches in chunks:
+            self._run_batches(batches, out[start:], progress)
         return out if keep == self.manifest.dim else out[:, :keep].copy()
 
     def prompt_for(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
@@ -278,8 +312,8 @@ class Encoder:
         return self._tokenize(_check_texts(texts))
 
     def encode_tokens(
-        self, rows: Sequence[Sequence[int]], *, batch_size: int = DEFAULT_BATCH_SIZE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        self, rows: Sequence[Sequence[int]], *, batch_size: int | None = None,
+        max_tokens: int | None = None,
     ) -> Embeddings:
         """Embed rows from `tokenize`. Equals `encode` of the same texts, row for row.
 
@@ -290,6 +324,7 @@ class Encoder:
             InputError: a row is empty, longer than `max_seq_length`, or holds an id outside the
                 vocabulary; nothing was encoded.
         """
+        batch_size, max_tokens = self._budget(batch_size, max_tokens)
         out = np.empty((len(rows), self.manifest.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             if not 0 < len(row) <= self.max_seq_length:
@@ -297,42 +332,79 @@ class Encoder:
                     f"rows[{i}] has {len(row)} tokens; expected 1 to {self.max_seq_length} (use tokenize)"
                 )
         if rows:
-            self._encode_rows(rows, out, batch_size, max_tokens, None)
+            self._run_batches(self._prepare(rows, batch_size, max_tokens), out, None)
         return out if self.dim == self.manifest.dim else out[:, : self.dim].copy()
 
-    def _encode_rows(
-        self, rows: Sequence[Sequence[int]], out: Embeddings, batch_size: int, max_tokens: int,
-        progress: Progress | None,
-    ) -> None:
-        """Run token id rows through the model in length-sorted, token-budgeted batches, writing
-        row i's embedding to out[i]."""
+    def warmup(self, *, batch_size: int | None = None, max_tokens: int | None = None) -> int:
+        """Run every shape `encode` (within `batch_size` and `max_tokens`) and a server's
+        batches can give, largest first; with unbucketed shapes, one short call. Returns the
+        number of shapes run. Later calls meet no shape onnxruntime has not prepared."""
+        batch_size, max_tokens = self._budget(batch_size, max_tokens)
+        shapes = [(1, 8)]
+        if self._buckets is not None:
+            shapes = self._buckets.warmup_shapes(batch_size, max(max_tokens, DEFAULT_MAX_TOKENS))
+        for rows, width in shapes:
+            ids = np.full((rows, width), self.manifest.pad_token_id, dtype=np.int64)
+            self._run(ids, np.ones_like(ids))
+        return len(shapes)
+
+    def _budget(self, batch_size: int | None, max_tokens: int | None) -> tuple[int, int]:
+        """`batch_size` and `max_tokens`, checked, or this encoder's defaults for its device."""
+        check_positive_int("batch_size", batch_size, none_ok=True)
+        check_positive_int("max_tokens", max_tokens, none_ok=True)
+        return batch_size or self.default_batch_size, max_tokens or self.default_max_tokens
+
+    def _prepare(self, rows: Sequence[Sequence[int]], batch_size: int, max_tokens: int) -> list[_Batch]:
+        """Plan `rows` into length-sorted, token-budgeted batches and pad each (to its bucket
+        shape where shapes are bucketed): everything but the model call, so that it can run on a
+        helper thread while the model runs the previous chunk.
+
+        Raises:
+            InputError: a row holds something other than ints, or an id outside the vocabulary.
+        """
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        for idx in plan_batches(lengths, batch_size, max_tokens):
+        batches = []
+        for idx in plan_batches(lengths, batch_size, max_tokens, self._buckets):
             try:
                 ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
             except (TypeError, ValueError, OverflowError):
                 raise InputError("token id rows must hold ints (use tokenize)") from None
             if ids.size and (ids.min() < 0 or ids.max() >= self._vocab_size):
                 raise InputError(f"token ids must lie in [0, {self._vocab_size}); got one outside it")
-            out[idx] = self._run(ids, mask)
+            if self._buckets is not None:
+                ids, mask = self._buckets.pad(ids, mask, self.manifest.pad_token_id)
+            batches.append((idx, ids, mask))
+        return batches
+
+    def _run_batches(self, batches: list[_Batch], out: Embeddings, progress: Progress | None) -> None:
+        """Run prepared batches, writing the embedding of row i (of the chunk) to out[i]."""
+        for idx, ids, mask in batches:
+            out[idx] = self._run(ids, mask)[: len(idx)]
             if progress is not None:
                 progress.advance(len(idx))
 
-    def _tokenized_chunks(self, items: list[str], chunk: int) -> Iterator[tuple[int, list[list[int]]]]:
-        """Yield (offset, token ids) per chunk of `items`. Past one chunk, chunk i+1 is tokenized
-        on a helper thread while chunk i runs (the Rust tokenizer and onnxruntime both release the
-        GIL), and only two chunks of token ids are held at once, however many texts come in.
-        Within a chunk, batches are planned by length, so chunks must stay large enough to sort."""
+    def _prepared_chunks(
+        self, items: list[str], chunk: int, batch_size: int, max_tokens: int
+    ) -> Iterator[tuple[int, list[_Batch]]]:
+        """Yield (offset, prepared batches) per chunk of `items`. Past one chunk, chunk i+1 is
+        tokenized and padded on a helper thread while chunk i runs (the Rust tokenizer and
+        onnxruntime both release the GIL), and only two chunks of token ids are held at once,
+        however many texts come in. Within a chunk, batches are planned by length, so chunks
+        must stay large enough to sort."""
+
+        def prepare(texts: list[str]) -> list[_Batch]:
+            return self._prepare(self._tokenize(texts), batch_size, max_tokens)
+
         if len(items) <= chunk:  # the common case: no thread to start
-            yield 0, self._tokenize(items)
+            yield 0, prepare(items)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusembed-tokenize") as pool:
-            pending = pool.submit(self._tokenize, items[:chunk])
+            pending = pool.submit(prepare, items[:chunk])
             for start in range(0, len(items), chunk):
-                rows = pending.result()
+                batches = pending.result()
                 if start + chunk < len(items):
-                    pending = pool.submit(self._tokenize, items[start + chunk : start + 2 * chunk])
-                yield start, rows
+                    pending = pool.submit(prepare, items[start + chunk : start + 2 * chunk])
+                yield start, batches
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """`tokenize` without its checks, for texts already checked: by `_check_texts`, or by the
@@ -347,13 +419,17 @@ class Encoder:
         return self._run(ids, mask)
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
+        """One model call; row i of the result is row i of `ids`, whatever padding was added."""
+        rows = len(ids)
+        if self._buckets is not None:
+            ids, mask = self._buckets.pad(ids, mask, self.manifest.pad_token_id)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._needs_type_ids:
             feeds["token_type_ids"] = np.zeros_like(ids)
         if self.device == "cuda":
-            return self._run_cuda(feeds)
+            return self._run_cuda(feeds)[:rows]
         result = self._session.run([self.manifest.output], feeds)[0]
-        return np.asarray(result, dtype=np.float32)
+        return np.asarray(result[:rows], dtype=np.float32)
 
     def _run_cuda(self, feeds: dict[str, npt.NDArray[np.int64]]) -> Embeddings:
         # IO binding: inputs are copied to the GPU once and the output is allocated there, so
@@ -459,7 +535,7 @@ def _load_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:
     return tokenizer
 
 
-def _load_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+def _load_session(path: Path, providers: list[Provider], threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

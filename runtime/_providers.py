@@ -15,9 +15,13 @@ Device = Literal["cpu", "cuda"]
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
 
 _PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+# onnxruntime's CUDA memory arena: grow by what a call asks, not to the next power of two, so that
+# memory settles at what the largest (bucketed, warmed-up) shape needs instead of up to twice it.
+CUDA_OPTIONS: dict[str, str] = {"arena_extend_strategy": "kSameAsRequested"}
+Provider = str | tuple[str, dict[str, str]]
 
 
-def providers_for(device: str) -> list[str]:
+def providers_for(device: str) -> list[Provider]:
     """The provider list for `device`, or a clear error when this onnxruntime build lacks it."""
     if device not in DEVICES:
         raise ArgumentError("device", f"must be one of {DEVICES}, got {device!r}")
@@ -31,7 +35,7 @@ def providers_for(device: str) -> list[str]:
             "or use device='cpu'."
         )
     # The CPU provider stays listed after CUDA for the few shape ops CUDA assigns to the host.
-    return [wanted, "CPUExecutionProvider"] if device == "cuda" else [wanted]
+    return [(wanted, dict(CUDA_OPTIONS)), "CPUExecutionProvider"] if device == "cuda" else [wanted]
 
 
 def check_session_device(session: ort.InferenceSession, device: str) -> None:

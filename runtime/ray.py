@@ -34,7 +34,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from ._batching import DEFAULT_BATCH_SIZE
 from ._encoder import Encoder, PrecisionChoice, _choose_variant, check_truncate_dim, resolve_prompt
 from ._errors import ArgumentError, InputError, check_positive_int
 from ._manifest import Manifest, read_manifest
@@ -70,7 +69,7 @@ class EmbedActor:
     """
 
     def __init__(self, bundle: str | list[Any], text_column: str, output_column: str, device: Device,
-                 precision: PrecisionChoice, threads: int, batch_size: int,
+                 precision: PrecisionChoice, threads: int, batch_size: int | None,
                  encoding: dict[str, Any] | None = None) -> None:
         if isinstance(bundle, list):
             files: dict[str, bytes] = ray.get(bundle[0])
@@ -98,7 +97,7 @@ def embed_dataset(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     rows_per_batch: int = 1024,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     precision: PrecisionChoice = "auto",
     device: Device | None = None,
     threads: int | None = None,
@@ -117,7 +116,8 @@ def embed_dataset(
         num_cpus: CPUs reserved per actor.
         num_gpus: GPUs per actor (needs fusembed[gpu] on those nodes).
         rows_per_batch: rows Ray hands an actor per call (`map_batches`' batch_size).
-        batch_size: texts per model call inside an actor, as in `Encoder.encode`.
+        batch_size: texts per model call inside an actor, as in `Encoder.encode` (None: the
+            device's default).
         precision: the variant each actor runs, as in `Encoder`.
         device: "cpu" or "cuda"; default: "cuda" when `num_gpus` > 0, else "cpu".
         threads: onnxruntime intra-op threads per actor; default: `num_cpus`, at least 1.
@@ -132,9 +132,9 @@ def embed_dataset(
         InputError: `ds` has no column `text_column`.
         BundleError: `bundle` is not a readable bundle (checked here, not in every actor).
     """
-    for name, value in (("concurrency", concurrency), ("rows_per_batch", rows_per_batch),
-                        ("batch_size", batch_size)):
+    for name, value in (("concurrency", concurrency), ("rows_per_batch", rows_per_batch)):
         check_positive_int(name, value)
+    check_positive_int("batch_size", batch_size, none_ok=True)
     check_resources(num_cpus, num_gpus, cpus="num_cpus", gpus="num_gpus")
     bundle = Path(bundle)
     manifest = read_manifest(bundle)  # a damaged bundle fails here, not in every actor
@@ -255,7 +255,7 @@ def embed_corpus_with_ray(
 
 def _embed(ds: ray.data.Dataset, bundle: Path, manifest: Manifest, *, text_column: str,
            output_column: str, concurrency: int, num_cpus: float, num_gpus: float, rows_per_batch: int,
-           batch_size: int, device: Device, precision: PrecisionChoice, threads: int,
+           batch_size: int | None, device: Device, precision: PrecisionChoice, threads: int,
            ship_bundle: bool, encoding: dict[str, Any]) -> ray.data.Dataset:
     """`embed_dataset` once its arguments are checked."""
     source: str | list[Any]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
 
+from .._batching import CUDA_BATCH_SIZE, DEFAULT_BATCH_SIZE
 from .._encoder import Encoder, PrecisionChoice
 from .._errors import ArgumentError, HubError
 from .._hub import fetch_bundle, looks_like_repo_id
@@ -27,7 +28,6 @@ def default(function: Callable[..., Any], param: str) -> Any:
 
 # Read once, from the class itself (a test may replace the name `Encoder` here).
 _DEVICE, _PRECISION, _THREADS = (default(Encoder, p) for p in ("device", "precision", "threads"))
-_BATCH_SIZE = default(Encoder.encode, "batch_size")
 
 
 def add_bundle(p: argparse.ArgumentParser, *, flag: str | None = None) -> None:
@@ -85,8 +85,9 @@ def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True,
     p.add_argument("--threads", type=positive_int, default=_THREADS,
                    help="intra-op threads (default: the CPUs this process may use)")
     if batch_size:
-        p.add_argument("--batch-size", type=positive_int, default=_BATCH_SIZE,
-                       help="texts per model call (default: %(default)s)")
+        p.add_argument("--batch-size", type=positive_int, default=None,
+                       help=f"texts per model call (default: {DEFAULT_BATCH_SIZE} on the CPU, "
+                       f"{CUDA_BATCH_SIZE} on CUDA)")
 
 
 def add_prompt_options(p: argparse.ArgumentParser, *, prefix: str = "", who: str = "each text") -> None:

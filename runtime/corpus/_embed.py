@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .._batching import DEFAULT_BATCH_SIZE
 from .._encoder import Encoder
 from .._errors import ArgumentError, InputError, check_positive_int
 from .._progress import Progress
@@ -29,7 +28,7 @@ class CorpusOptions:
             handed to an actor at once.
         on_bad_row: "fail" stops at the first row that cannot be embedded (finished shards are
             kept); "skip" leaves it out of the shards and lists it in _bad_rows.jsonl.
-        batch_size: texts per model call, as in `Encoder.encode`.
+        batch_size: texts per model call, as in `Encoder.encode` (None: its device's default).
         progress: draw a progress bar (rows, rows/s, time left) on stderr; on Ray, Ray Data's.
         overwrite: delete an earlier run's output in OUTPUT_DIR instead of resuming it.
 
@@ -40,13 +39,13 @@ class CorpusOptions:
     shard_rows: int = 50_000
     chunk_rows: int = 4096
     on_bad_row: Literal["fail", "skip"] = "fail"
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     progress: bool = False
     overwrite: bool = False
 
     def __post_init__(self) -> None:
         for name in ("shard_rows", "chunk_rows", "batch_size"):
-            check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name), none_ok=name == "batch_size")
         if self.on_bad_row not in ("fail", "skip"):
             raise ArgumentError("on_bad_row", f"must be 'fail' or 'skip', got {self.on_bad_row!r}")
 

@@ -47,7 +47,7 @@ def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema, encoder: Encoder, *,
-                chunk_rows: int, batch_size: int, on_bad_row: Literal["fail", "skip"],
+                chunk_rows: int, batch_size: int | None, on_bad_row: Literal["fail", "skip"],
                 progress: Progress | None) -> None:
     """Embed `rows` into `path`, a row group per chunk, through a temporary file.
 

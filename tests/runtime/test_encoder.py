@@ -199,3 +199,52 @@ def test_the_servers_unchecked_path_equals_encode(encoder: Encoder) -> None:
     assert rows == encoder.tokenize(texts)
     np.testing.assert_allclose(encoder._encode_batch(rows), encoder.encode(texts), atol=1e-6)
     np.testing.assert_allclose(encoder._encode_batch(rows[:1]), encoder.encode(QUERY)[None], atol=1e-6)
+
+
+def test_bucketed_shapes_give_the_same_embeddings(minilm_bundle: Path, encoder: Encoder) -> None:
+    """What CUDA runs by default, here on the CPU: batches padded up to bucket shapes (extra
+    columns masked, extra rows dropped) give the unpadded embeddings, and the session never
+    sees a shape outside the buckets."""
+    from fusembed.export.texts import varied_texts
+
+    bucketed = Encoder(minilm_bundle, bucket_shapes=True, warmup=False)
+    assert encoder._buckets is None and bucketed._buckets is not None  # the CPU default: off
+    texts = varied_texts(37, seed=3)
+    shapes: list[tuple[int, ...]] = []
+    run = bucketed._session.run
+
+    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
+        shapes.append(feeds["input_ids"].shape)
+        return run(outputs, feeds, *args)
+
+    bucketed._session.run = spy  # type: ignore[method-assign]
+    np.testing.assert_allclose(bucketed.encode(texts, batch_size=8), encoder.encode(texts), atol=1e-5)
+    np.testing.assert_allclose(bucketed.encode(QUERY), encoder.encode(QUERY), atol=1e-5)
+    rows = bucketed.tokenize(texts[:3])
+    np.testing.assert_allclose(bucketed._encode_batch(rows), encoder.encode(texts[:3]), atol=1e-5)
+    widths = set(bucketed._buckets.widths)
+    assert shapes and all(r & (r - 1) == 0 and w in widths for r, w in shapes), shapes
+    assert max(r for r, _ in shapes) == 8
+
+
+def test_warmup_runs_every_bucket_shape_once(tiny_bundle: Path) -> None:
+    warm = Encoder(tiny_bundle, bucket_shapes=True, warmup=False)
+    assert warm._buckets is not None
+    shapes: list[tuple[int, ...]] = []
+    run = warm._session.run
+
+    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
+        shapes.append(feeds["input_ids"].shape)
+        return run(outputs, feeds, *args)
+
+    warm._session.run = spy  # type: ignore[method-assign]
+    count = warm.warmup(batch_size=4, max_tokens=64)
+    assert count == len(shapes) == len(set(shapes))
+    assert set(shapes) == set(warm._buckets.warmup_shapes(4, 8192))  # the server's budget too
+    assert Encoder(tiny_bundle).warmup() == 1  # unbucketed: one short call
+
+
+@pytest.mark.parametrize("param", ["bucket_shapes", "warmup"])
+def test_bad_bucket_options(tiny_bundle: Path, param: str) -> None:
+    with pytest.raises(ArgumentError, match=f"{param} must be True, False or None"):
+        Encoder(tiny_bundle, **{param: "yes"})  # type: ignore[arg-type]

@@ -27,7 +27,8 @@ def test_cuda_without_onnxruntime_gpu_names_providers_and_extra(tiny_bundle: Pat
 def test_cuda_listed_gives_cuda_first(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ort, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert providers.providers_for("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers.providers_for("cuda") == [
+        ("CUDAExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"}), "CPUExecutionProvider"]
 
 
 def test_cuda_session_that_fell_back_to_cpu_is_refused() -> None:
