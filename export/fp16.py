@@ -8,6 +8,7 @@ layer-norm and attention kernels accumulate in fp32 on CUDA by themselves.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def convert_fp16(fp32: Path, out: Path) -> Fp16Result:
     model.model.ir_version = min(model.model.ir_version, IR_VERSION)
     model.save_model_to_file(str(out))
     kinds = sorted({n.op_type for n in model.model.graph.node if n.name in tail})
+    del model
+    gc.collect()  # OnnxModel sits in reference cycles: its graph would outlive this step
     return Fp16Result(out, tuple(kinds))
 
 
