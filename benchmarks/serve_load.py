@@ -230,6 +230,8 @@ def main() -> None:
     parser.add_argument(
         "--server-args", default="", help="extra `fusembed serve` options, e.g. '--max-wait-ms 0'"
     )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="where the servers and the expected vectors run (default: cpu)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -237,11 +239,11 @@ def main() -> None:
     pool = short_texts(3000, seed=1)
     soak = [rng.sample(pool, rng.randint(1, 4)) for _ in range(args.warmup + args.soak)]
     singles = [[rng.choice(pool)] for _ in range(args.batching_requests)]
-    encoder = Encoder(args.bundle)
+    encoder = Encoder(args.bundle, device=args.device)
     expected = dict(zip(pool, encoder.encode(pool), strict=True))
     alone = model_alone(encoder, pool[:2048])
     model = Path(encoder.manifest.source.model).name
-    extra = args.server_args.split()
+    extra = [*args.server_args.split(), "--device", args.device]
     del encoder
 
     here = machine()

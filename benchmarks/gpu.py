@@ -1,0 +1,322 @@
+"""fusembed against sentence-transformers on one GPU, side by side in one process.
+
+    python benchmarks/gpu.py BUNDLE --st-model MODEL_DIR [--server]
+
+BUNDLE needs its fp16 and fp32 variants; MODEL_DIR is the sentence-transformers model it was
+exported from (torch with CUDA and sentence-transformers installed; onnxruntime-gpu for fusembed).
+Writes gpu.md, gpu.json and gpu.png to --out (default benchmarks/results).
+
+What it measures, in this order (sentence-transformers is loaded last, so that torch's memory
+does not mix with onnxruntime's in the memory figures):
+1. Latency under changing shapes: batch-1 calls on texts of every length, and batch-32 calls on
+   random mixes of short and long texts, with bucketed, warmed-up shapes (the CUDA default) and
+   without (every new shape met cold); p50, p95, p99 and the worst call.
+2. A soak: `--soak` calls of 1-64 mixed texts; GPU memory (nvidia-smi) and RSS after warm-up and
+   at the end.
+3. Throughput (texts/s) of fusembed fp16 and fp32 and sentence-transformers fp16 and fp32, on short
+   texts (10-40 word pieces) and on texts truncated at the model's 256 word pieces, batch 1 to 512;
+   and `encode(texts)` with default arguments against the best batch size.
+4. Agreement: cosine of each engine's vectors to sentence-transformers fp32.
+5. `fusembed bench --device cuda` (batch-1 percentiles, batch sizes, cold start), and with
+   `--server`, benchmarks/serve_load.py against `fusembed serve --device cuda`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from harness import command_line, go_offline, long_texts, machine, percentiles, rss_mb, short_texts
+
+RESULTS = Path(__file__).parent / "results"
+Encode = Callable[[Sequence[str], int], np.ndarray]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def gpu_memory_mb() -> float | None:
+    """Memory in use on GPU 0 as nvidia-smi reports it (all processes: run nothing else)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                              "-i", "0"], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return float(out.stdout.strip().splitlines()[0])
+
+
+def gpu_name() -> str:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader",
+                              "-i", "0"], capture_output=True, text=True, check=True, timeout=30)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown GPU"
+
+
+def latencies(call: Callable[[list[str]], object], batches: Sequence[list[str]]) -> dict[str, float]:
+    times = []
+    for batch in batches:
+        began = time.perf_counter()
+        call(batch)
+        times.append((time.perf_counter() - began) * 1000)
+    p50, p95, p99 = percentiles(times)
+    return {"calls": len(times), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": max(times)}
+
+
+def texts_per_s(encode: Encode, texts: Sequence[str], batch: int, *, passes: int = 2) -> float:
+    """Best of `passes` timed passes over `texts` (one `encode` call per `batch` texts), after an
+    untimed pass over the first texts at the same batch size."""
+    chunks = [texts[i : i + batch] for i in range(0, len(texts), batch)]
+    for chunk in chunks[:3]:
+        encode(chunk, batch)
+    best = float("inf")
+    for _ in range(passes):
+        began = time.perf_counter()
+        for chunk in chunks:
+            encode(chunk, batch)
+        best = min(best, time.perf_counter() - began)
+    return len(texts) / best
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return np.sum(a * b, axis=1)
+
+
+def stalls(bundle: Path, device: str, short: list[str], long: list[str], soak: int,
+           calls: int) -> dict[str, Any]:
+    """Sections 1 and 2: the same calls with bucketed warm shapes and with raw shapes."""
+    rng = random.Random(3)
+    mixed = short + long
+    singles = [[rng.choice(mixed)] for _ in range(calls)]
+    thirty_twos = [rng.sample(mixed, 32) for _ in range(calls // 7)]
+    soak_calls = [rng.sample(mixed, rng.randint(1, 64)) for _ in range(soak)]
+    return {name: shapes_run(bundle, device, bucketed, singles, thirty_twos, soak_calls)
+            for name, bucketed in (("bucketed", True), ("raw", False))}
+
+
+def shapes_run(bundle: Path, device: str, bucketed: bool, singles: list[list[str]],
+               thirty_twos: list[list[str]], soak_calls: list[list[str]]) -> dict[str, Any]:
+    from fusembed import Encoder
+
+    name = "bucketed" if bucketed else "raw"
+    memory_before = gpu_memory_mb()
+    began = time.perf_counter()
+    enc = Encoder(bundle, device=device, precision="fp16",  # type: ignore[arg-type]
+                  bucket_shapes=bucketed, warmup=None if device == "cuda" else False)  # a dry run
+    load_s = time.perf_counter() - began
+    log(f"{name}: loaded (and warmed) in {load_s:.1f} s")
+    result: dict[str, Any] = {"load_s": load_s, "gpu_mb_before_load": memory_before}
+    result["batch1"] = latencies(lambda b: enc.encode(b, batch_size=1), singles)
+    result["batch32"] = latencies(lambda b: enc.encode(b, batch_size=32), thirty_twos)
+    log(f"{name}: batch1 {result['batch1']}, batch32 {result['batch32']}")
+    memory = [("after warm-up and latency runs", gpu_memory_mb(), rss_mb(os.getpid()))]
+    for i, batch in enumerate(soak_calls, 1):
+        enc.encode(batch)
+        if i in (len(soak_calls) // 10, len(soak_calls)):
+            memory.append((f"after {i} soak calls", gpu_memory_mb(), rss_mb(os.getpid())))
+    result["memory"] = [{"when": w, "gpu_mb": g, "rss_mb": r} for w, g, r in memory]
+    log(f"{name}: memory {result['memory']}")
+    return result
+
+
+def throughput(engines: dict[str, Encode], short: list[str], long: list[str],
+               sizes: Sequence[int]) -> dict[str, dict[str, dict[int, float]]]:
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for kind, texts in (("short", short), ("long", long)):
+        table[kind] = {}
+        for name, encode in engines.items():
+            row = {}
+            for size in sizes:
+                subset = texts[: max(256, size * 8)] if size < 32 else texts
+                row[size] = texts_per_s(encode, subset, size)
+            table[kind][name] = row
+            log(f"{kind} {name}: " + ", ".join(f"b{k} {v:.0f}/s" for k, v in row.items()))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--st-model", type=Path, required=True,
+                        help="the sentence-transformers model folder the bundle was exported from")
+    parser.add_argument("--batch-sizes", default="1,8,32,128,512")
+    parser.add_argument("--short", type=int, default=16384, help="short texts (default: 16384)")
+    parser.add_argument("--long", type=int, default=2048, help="long texts (default: 2048)")
+    parser.add_argument("--soak", type=int, default=10_000, help="soak calls (default: 10000)")
+    parser.add_argument("--calls", type=int, default=2000,
+                        help="batch-1 calls timed per shape policy; batch-32 calls: a seventh")
+    parser.add_argument("--server", action="store_true", help="also run serve_load.py on CUDA")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="cpu: a dry run of this script on a machine without a GPU")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    go_offline()
+    sizes = [int(s) for s in args.batch_sizes.split(",")]
+    started = time.perf_counter()
+
+    import onnxruntime as ort
+    from fusembed import Encoder
+    from fusembed._bench import markdown as bench_markdown
+    from fusembed._bench import run_bench
+
+    short = short_texts(args.short, seed=11)
+    long = long_texts(args.long, seed=12)
+    here = machine()
+    report: dict[str, Any] = {
+        "command": command_line(), "gpu": gpu_name(),
+        "machine": {"cpu": here.cpu, "cpus": here.cores, "python": here.python},
+        "onnxruntime": ort.__version__,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after each section: a run cut short still leaves what it measured
+        (args.out / "gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    report["stalls"] = stalls(args.bundle, args.device, short[:4000], long[:1000], args.soak,
+                               args.calls)
+
+    save()
+    fp16 = Encoder(args.bundle, device=args.device, precision="fp16")
+    fp32 = Encoder(args.bundle, device=args.device, precision="fp32")
+    report["default_batch"] = {"batch_size": fp16.default_batch_size, "max_tokens": fp16.default_max_tokens}
+
+    import sentence_transformers
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    report["torch"], report["sentence_transformers"] = torch.__version__, sentence_transformers.__version__
+    st32 = SentenceTransformer(str(args.st_model), device=args.device)
+    st16 = SentenceTransformer(str(args.st_model), device=args.device).half()
+
+    def st(model: SentenceTransformer) -> Encode:
+        return lambda texts, batch: model.encode(list(texts), batch_size=batch, convert_to_numpy=True)
+
+    engines: dict[str, Encode] = {
+        "fusembed fp16": lambda texts, batch: fp16.encode(texts, batch_size=batch),
+        "fusembed fp32": lambda texts, batch: fp32.encode(texts, batch_size=batch),
+        "sentence-transformers fp16": st(st16),
+        "sentence-transformers fp32": st(st32),
+    }
+    check = short[:512] + long[:256]
+    reference = st32.encode(check, batch_size=64, convert_to_numpy=True)
+    report["agreement_min_cosine_to_st_fp32"] = {
+        name: float(cosines(encode(check, 64), reference).min()) for name, encode in engines.items()
+    }
+    log(f"agreement {report['agreement_min_cosine_to_st_fp32']}")
+    save()
+    report["throughput"] = throughput(engines, short, long, sizes)
+    defaults = {}
+    for kind, texts in (("short", short), ("long", long)):
+        fp16.encode(texts[:1024])
+        began = time.perf_counter()
+        fp16.encode(texts)
+        defaults[kind] = len(texts) / (time.perf_counter() - began)
+    report["default_encode_texts_per_s"] = defaults
+    save()
+    del st16, st32
+    torch.cuda.empty_cache()
+
+    bench = run_bench(args.bundle, texts=short[:512], batch_sizes=(1, 32, 128, 512), repeats=1000,
+                      device=args.device, precision="fp16")
+    report["bench_md"] = bench_markdown(bench)
+    log("bench done")
+    save()
+    if args.server:
+        out = args.out / "serve_gpu"
+        subprocess.run([sys.executable, str(Path(__file__).parent / "serve_load.py"), str(args.bundle),
+                        "--device", args.device, "--soak", "4000", "--warmup", "500", "--rounds", "2",
+                        "--out", str(out)], check=True, timeout=400)
+        report["serve_md"] = (out / "serve.md").read_text()
+    report["seconds"] = time.perf_counter() - started
+    save()
+    (args.out / "gpu.md").write_text(markdown(report))
+    plot(report, args.out / "gpu.png")
+    print(markdown(report))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# fusembed and sentence-transformers on one GPU",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"GPU: {r['gpu']}; host {r['machine']['cpu']}, {r['machine']['cpus']} CPUs, Python "
+        f"{r['machine']['python']}; onnxruntime {r['onnxruntime']}, torch {r.get('torch')}, "
+        f"sentence-transformers {r.get('sentence_transformers')}.",
+        "",
+        "## Latency when shapes change (fusembed fp16)",
+        "",
+        "| shapes | load s | batch 1 p50 / p99 / max ms | batch 32 p50 / p99 / max ms |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, s in r["stalls"].items():
+        b1, b32 = s["batch1"], s["batch32"]
+        label = "bucketed, warmed at load (default)" if name == "bucketed" else "raw (every shape new)"
+        lines.append(f"| {label} | {s['load_s']:.1f} | {b1['p50_ms']:.2f} / {b1['p99_ms']:.2f} / "
+                     f"{b1['max_ms']:.1f} | {b32['p50_ms']:.2f} / {b32['p99_ms']:.2f} / "
+                     f"{b32['max_ms']:.1f} |")
+    lines += ["", "Memory over the soak (calls of 1-64 mixed texts):", "",
+              "| shapes | when | GPU MB (nvidia-smi) | RSS MB |", "|---|---|---:|---:|"]
+    for name, s in r["stalls"].items():
+        for m in s["memory"]:
+            lines.append(f"| {name} | {m['when']} | {m['gpu_mb']} | {m['rss_mb']:.0f} |")
+    lines += ["", "## Throughput, texts/s", ""]
+    for kind, table in r["throughput"].items():
+        sizes = list(next(iter(table.values())))
+        title = "short texts (10-40 word pieces)" if kind == "short" else "texts of 256 word pieces"
+        lines += [f"{title}:", "", "| engine | " + " | ".join(f"batch {s}" for s in sizes) + " |",
+                  "|---|" + "---:|" * len(sizes)]
+        for name, row in table.items():
+            lines.append(f"| {name} | " + " | ".join(f"{row[s]:,.0f}" for s in sizes) + " |")
+        best = max(table["fusembed fp16"].values())
+        default = r["default_encode_texts_per_s"][kind]
+        lines += ["", f"`encode(texts)` with default arguments (batch {r['default_batch']['batch_size']}, "
+                  f"{r['default_batch']['max_tokens']} tokens): {default:,.0f} texts/s, "
+                  f"{default / best:.0%} of the best batch size above.", ""]
+    lines += ["## Agreement with sentence-transformers fp32 (min cosine, 768 texts)", "",
+              *(f"- {k}: {v:.6f}" for k, v in r["agreement_min_cosine_to_st_fp32"].items()), "",
+              "## fusembed bench --device cuda", "", r["bench_md"].replace("# fusembed bench: ", "### "), ""]
+    if "serve_md" in r:
+        lines += ["## fusembed serve --device cuda under load", "", r["serve_md"].replace("# ", "### ", 1)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (kind, table) in zip(axes, r["throughput"].items(), strict=True):
+        for name, row in table.items():
+            sizes = [int(s) for s in row]
+            ax.plot(sizes, list(row.values()), marker="o", label=name,
+                    linestyle="-" if name.startswith("fusembed") else "--")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="texts/s",
+               title="short texts" if kind == "short" else "256-word-piece texts")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.legend(fontsize=8)
+    fig.suptitle(f"fusembed vs sentence-transformers on {r['gpu'].split(',')[0]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
