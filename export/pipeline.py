@@ -24,7 +24,7 @@ from .fp16 import convert_fp16
 from .graph import build_fused_graph
 from .optimize import OptimizeResult, optimize_graph
 from .options import FILES, ExportOptions
-from .quantize import Calibration, quantize_int8
+from .quantize import Calibration, quantize_int8, timed
 from .resolve import ModelFacts, ResolvedModel, resolve_model
 from .texts import varied_texts
 from .verify import (
@@ -216,9 +216,11 @@ def _load(bundle: Path, precision: str) -> Encoder:
 def _int8(raw: Path, fp32: Path, staging: Path, work: Path, tokenizer: Tokenizer, pad_id: int,
           facts: ModelFacts, options: ExportOptions, log: Callable[[str], None]) -> Variant:
     base = work / "quant_base.onnx"
-    optimize_graph(raw, base, facts, for_quantization=True)
-    calibration = Calibration.build(
-        tokenizer, varied_texts(options.calibration_texts, seed=99), fp32, pad_id)
+    timed(log, "fp32 graph fused for quantisation",
+          lambda: optimize_graph(raw, base, facts, for_quantization=True))
+    calibration = timed(log, f"fp32 graph on {options.calibration_texts} calibration texts",
+                        Calibration.build, tokenizer, varied_texts(options.calibration_texts, seed=99),
+                        fp32, pad_id)
     result = quantize_int8(fp32, base, staging / FILES["int8"], calibration,
                            min_mean_cosine=options.int8_min_mean_cosine,
                            min_cosine=options.int8_min_cosine, log=log)
