@@ -103,7 +103,8 @@ def export_model(
             fp32_path.write_bytes(raw.read_bytes())
             opt = OptimizeResult(fp32_path, False, reason="disabled by option")
         strip = strips_whitespace(st_model)
-        tokenizer = prepare_tokenizer(resolved.path, facts, staging / TOKENIZER_NAME, strip=strip)
+        tokenizer = step("tokenizer", lambda: prepare_tokenizer(
+            resolved.path, facts, staging / TOKENIZER_NAME, strip=strip))
         pad_id = pad_token_id(tokenizer, resolved.path)
         variants = {"fp32": Variant(precision="fp32", file=FILES["fp32"], parity=_PENDING,
                                     optimized=opt.applied, fusions=opt.fusions, scheme="fp32")}
@@ -117,7 +118,8 @@ def export_model(
             include_prompt=facts.include_prompt,
         )
         write_manifest(staging, manifest)
-        reference = reference_for(st_model, options.parity_texts, facts)
+        reference = step("parity reference", lambda: reference_for(st_model, options.parity_texts, facts),
+                         f"sentence-transformers on {len(options.parity_texts)} parity texts, with token ids")
 
         def check_fp32() -> Parity:
             parity, worst = compare(reference, _load(staging, "fp32"))
