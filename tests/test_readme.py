@@ -73,7 +73,9 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("docs/gpu.md", "bash", ".venv/bin/python -m pytest tests/export/test_variants.py -k cuda"):
         "needs a GPU; the suite runs the test, which skips without one",
     ("docs/gpu.md", "bash", ".venv/bin/python benchmarks/serve_load.py bundles/all-MiniLM-L6-v2 "
-                            "--server-args \"--device cuda\""): "needs a GPU",
+                            "--device cuda"): "needs a GPU",
+    ("docs/gpu.md", "bash", "python benchmarks/gpu.py bundles/all-MiniLM-L6-v2 --st-model "
+                            "path/to/all-MiniLM-L6-v2 --server"): "needs a GPU and torch with CUDA",
 }
 PORTS = ("8080", "8081")
 
