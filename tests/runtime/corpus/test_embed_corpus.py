@@ -215,7 +215,7 @@ def test_output_dir_guards(tmp_path: Path, encoder: Encoder) -> None:
     [
         ("shard_rows", 0, "shard_rows must be a positive int, got 0"),
         ("chunk_rows", 2.5, "chunk_rows must be a positive int, got 2.5"),
-        ("batch_size", True, "batch_size must be a positive int, got True"),
+        ("batch_size", True, "batch_size must be a positive int or None, got True"),
         ("on_bad_row", "drop", "on_bad_row must be 'fail' or 'skip', got 'drop'"),
     ],
 )
