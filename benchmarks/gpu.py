@@ -92,7 +92,7 @@ def texts_per_s(encode: Encode, texts: Sequence[str], batch: int, *, passes: int
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.sum(a * b, axis=1)
+    return np.asarray(np.sum(a * b, axis=1))
 
 
 def stalls(bundle: Path, device: str, short: list[str], long: list[str], soaks: tuple[int, int],

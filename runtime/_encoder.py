@@ -59,6 +59,9 @@ class Encoder:
         warmup: run every bucket shape once at load (largest first, so that onnxruntime's
             memory arena grows once), for steady latency from the first request. Default: on
             wherever shapes are bucketed. `warmup()` does it later instead.
+        thread_spinning: let onnxruntime's intra-op threads busy-wait for the next call, which
+            saves a wake-up per call. A process that needs its cores for other work between
+            calls (a server's event loop and tokenizer) runs faster with it off.
 
     Example:
         >>> enc = Encoder("bundles/all-MiniLM-L6-v2")          # doctest: +SKIP
@@ -81,6 +84,7 @@ class Encoder:
         prompt: str | None = None,
         bucket_shapes: bool | None = None,
         warmup: bool | None = None,
+        thread_spinning: bool = True,
     ) -> None:
         self.bundle = Path(bundle)
         providers = providers_for(device)
@@ -95,8 +99,10 @@ class Encoder:
         self.variant: Variant = self.manifest.variants[self.choice.name]
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
         self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        if not isinstance(thread_spinning, bool):
+            raise ArgumentError("thread_spinning", f"must be True or False, got {thread_spinning!r}")
         self._session = _load_session(
-            self.bundle / self.variant.file, providers, threads or available_cpus()
+            self.bundle / self.variant.file, providers, threads or available_cpus(), thread_spinning
         )
         check_session_device(self._session, device)
         names = tuple(i.name for i in self._session.get_inputs())
@@ -138,6 +144,7 @@ class Encoder:
         prompt: str | None = None,
         bucket_shapes: bool | None = None,
         warmup: bool | None = None,
+        thread_spinning: bool = True,
     ) -> Encoder:
         """Load the bundle published in hub repository `repo_id` (see `fusembed push`).
 
@@ -152,7 +159,7 @@ class Encoder:
             cache_dir, token, local_files_only: as huggingface_hub takes them; `token` defaults
                 to the one `hf auth login` stored, if any.
             device, precision, threads, verify, truncate_dim, prompt_name, prompt,
-                bucket_shapes, warmup: as `Encoder`.
+                bucket_shapes, warmup, thread_spinning: as `Encoder`.
 
         Example:
             >>> enc = Encoder.from_pretrained("org/all-MiniLM-L6-v2-fusembed")  # doctest: +SKIP
@@ -170,7 +177,7 @@ class Encoder:
         encoder = cls(folder, device=device, precision=precision, threads=threads,
                       verify=False,  # fetch_bundle checked every file against the manifest
                       truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt,
-                      bucket_shapes=bucket_shapes, warmup=warmup)
+                      bucket_shapes=bucket_shapes, warmup=warmup, thread_spinning=thread_spinning)
         encoder.hub = hub
         return encoder
 
@@ -535,8 +542,12 @@ def _load_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:
     return tokenizer
 
 
-def _load_session(path: Path, providers: list[Provider], threads: int) -> ort.InferenceSession:
+def _load_session(
+    path: Path, providers: list[Provider], threads: int, spinning: bool = True
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

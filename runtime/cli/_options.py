@@ -108,7 +108,7 @@ def device_or_default(args: argparse.Namespace) -> Any:
     return args.device or _DEVICE
 
 
-def encoder(args: argparse.Namespace) -> Encoder:
+def encoder(args: argparse.Namespace, *, thread_spinning: bool = True) -> Encoder:
     """The `Encoder` the options describe, of a local bundle or of one from the hub."""
     device, truncate_dim = device_or_default(args), getattr(args, "truncate_dim", None)
     prompt_name, prompt = getattr(args, "prompt_name", None), getattr(args, "prompt", None)
@@ -116,11 +116,12 @@ def encoder(args: argparse.Namespace) -> Encoder:
     if repo is None:
         return Encoder(Path(args.bundle).expanduser(), device=device, precision=args.precision,
                        threads=args.threads, truncate_dim=truncate_dim, prompt_name=prompt_name,
-                       prompt=prompt)
+                       prompt=prompt, thread_spinning=thread_spinning)
     with _from_hub(repo):
         return Encoder.from_pretrained(repo, revision=args.revision, device=device,
                                        precision=args.precision, threads=args.threads,
-                                       truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt)
+                                       truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt,
+                                       thread_spinning=thread_spinning)
 
 
 def add_text_input(p: argparse.ArgumentParser, flag: str, what: str, *, required: bool = True) -> None:

@@ -230,7 +230,8 @@ def test_every_command_honours_the_encoder_options(
     }[command]
     assert main([*argv, *common]) == 0
     built = {"device": "cpu", "precision": "fp32", "threads": 1, "truncate_dim": 8, "prompt_name": None,
-             "prompt": None if command == "search" else "p: "}
+             "prompt": None if command == "search" else "p: ",
+             "thread_spinning": command != "serve"}  # the server's event loop needs the cores
     assert _Recording.made == [built]
     if command == "search":  # the query and the documents each get their own prompt
         assert {c.get("prompt") for c in _Recording.calls} == {"q: ", "d: "}

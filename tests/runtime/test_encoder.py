@@ -248,3 +248,15 @@ def test_warmup_runs_every_bucket_shape_once(tiny_bundle: Path) -> None:
 def test_bad_bucket_options(tiny_bundle: Path, param: str) -> None:
     with pytest.raises(ArgumentError, match=f"{param} must be True, False or None"):
         Encoder(tiny_bundle, **{param: "yes"})  # type: ignore[arg-type]
+
+
+def test_thread_spinning_can_be_turned_off(tiny_bundle: Path) -> None:
+    """`fusembed serve` turns it off: its event loop needs the cores between batches."""
+    def spinning(enc: Encoder) -> str:
+        return enc._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    quiet = Encoder(tiny_bundle, thread_spinning=False)
+    assert spinning(quiet) == "0"
+    np.testing.assert_allclose(quiet.encode(DOCS), Encoder(tiny_bundle).encode(DOCS), atol=1e-6)
+    with pytest.raises(ArgumentError, match="thread_spinning must be True or False"):
+        Encoder(tiny_bundle, thread_spinning="no")  # type: ignore[arg-type]
