@@ -201,6 +201,19 @@ def test_the_servers_unchecked_path_equals_encode(encoder: Encoder) -> None:
     np.testing.assert_allclose(encoder._encode_batch(rows[:1]), encoder.encode(QUERY)[None], atol=1e-6)
 
 
+def _record_shapes(encoder: Encoder) -> list[tuple[int, ...]]:
+    """The input_ids shape of every call `encoder`'s session runs from now on."""
+    shapes: list[tuple[int, ...]] = []
+    run = encoder._session.run
+
+    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
+        shapes.append(feeds["input_ids"].shape)
+        return run(outputs, feeds, *args)
+
+    encoder._session.run = spy  # type: ignore[method-assign]
+    return shapes
+
+
 def test_bucketed_shapes_give_the_same_embeddings(minilm_bundle: Path, encoder: Encoder) -> None:
     """What CUDA runs by default, here on the CPU: batches padded up to bucket shapes (extra
     columns masked, extra rows dropped) give the unpadded embeddings, and the session never
@@ -210,14 +223,7 @@ def test_bucketed_shapes_give_the_same_embeddings(minilm_bundle: Path, encoder: 
     bucketed = Encoder(minilm_bundle, bucket_shapes=True, warmup=False)
     assert encoder._buckets is None and bucketed._buckets is not None  # the CPU default: off
     texts = varied_texts(37, seed=3)
-    shapes: list[tuple[int, ...]] = []
-    run = bucketed._session.run
-
-    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
-        shapes.append(feeds["input_ids"].shape)
-        return run(outputs, feeds, *args)
-
-    bucketed._session.run = spy  # type: ignore[method-assign]
+    shapes = _record_shapes(bucketed)
     np.testing.assert_allclose(bucketed.encode(texts, batch_size=8), encoder.encode(texts), atol=1e-5)
     np.testing.assert_allclose(bucketed.encode(QUERY), encoder.encode(QUERY), atol=1e-5)
     rows = bucketed.tokenize(texts[:3])
@@ -230,14 +236,7 @@ def test_bucketed_shapes_give_the_same_embeddings(minilm_bundle: Path, encoder: 
 def test_warmup_runs_every_bucket_shape_once(tiny_bundle: Path) -> None:
     warm = Encoder(tiny_bundle, bucket_shapes=True, warmup=False)
     assert warm._buckets is not None
-    shapes: list[tuple[int, ...]] = []
-    run = warm._session.run
-
-    def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
-        shapes.append(feeds["input_ids"].shape)
-        return run(outputs, feeds, *args)
-
-    warm._session.run = spy  # type: ignore[method-assign]
+    shapes = _record_shapes(warm)
     count = warm.warmup(batch_size=4, max_tokens=64)
     assert count == len(shapes) == len(set(shapes))
     assert set(shapes) == set(warm._buckets.warmup_shapes(4, 8192))  # the server's budget too
