@@ -117,7 +117,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     return self._json(409, {"error": "You already created this model repo",
                                             "url": f"{hub.url}/{repo_id}"}, {"X-Error-Code": "RepoExists"})
                 hub.commit(repo_id, {".gitattributes": b"*.onnx filter=lfs diff=lfs merge=lfs -text\n"})
-                hub.repos[repo_id].private = bool(data.get("private"))
+                # huggingface_hub < 1.0 sends "private": true, later releases "visibility"
+                hub.repos[repo_id].private = bool(data.get("private")) or data.get("visibility") == "private"
                 return self._json(200, {"url": f"{hub.url}/{repo_id}"})
             parts = [unquote(p) for p in path[len("/api/models/"):].split("/")]
             repo_id, action, revision = "/".join(parts[:2]), parts[2], "/".join(parts[3:])
