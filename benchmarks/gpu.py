@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 from harness import command_line, go_offline, long_texts, machine, percentiles, rss_mb, short_texts
+from vectors import row_cosine
 
 RESULTS = Path(__file__).parent / "results"
 Encode = Callable[[Sequence[str], int], np.ndarray]
@@ -87,12 +88,6 @@ def texts_per_s(encode: Encode, texts: Sequence[str], batch: int, *, passes: int
             encode(chunk, batch)
         best = min(best, time.perf_counter() - began)
     return len(texts) / best
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.asarray(np.sum(a * b, axis=1))
 
 
 def stalls(bundle: Path, device: str, short: list[str], long: list[str], soaks: tuple[int, int],
@@ -216,7 +211,7 @@ def main() -> None:
     check = short[:512] + long[:256]
     reference = st32.encode(check, batch_size=64, convert_to_numpy=True)
     report["agreement_min_cosine_to_st_fp32"] = {
-        name: float(cosines(encode(check, 64), reference).min()) for name, encode in engines.items()
+        name: float(row_cosine(encode(check, 64), reference).min()) for name, encode in engines.items()
     }
     log(f"agreement {report['agreement_min_cosine_to_st_fp32']}")
     save()

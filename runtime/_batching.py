@@ -8,6 +8,7 @@ once at load: after that no call meets a shape it has not seen.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ class ShapeBuckets:
 
     max_width: int  # the model's max_seq_length: no row is longer
 
-    @property
+    @functools.cached_property  # read on every batch: computed once
     def widths(self) -> tuple[int, ...]:
         return _widths(self.max_width)
 

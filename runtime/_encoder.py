@@ -89,6 +89,11 @@ class Encoder:
         self.bundle = Path(bundle)
         providers = providers_for(device)
         check_positive_int("threads", threads, none_ok=True)
+        for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
+            if flag is not None and not isinstance(flag, bool):
+                raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
+        if not isinstance(thread_spinning, bool):
+            raise ArgumentError("thread_spinning", f"must be True or False, got {thread_spinning!r}")
         self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
         self.truncate_dim: int | None = self._check_truncate_dim(truncate_dim)
         self._prompt: str | None = None  # the prompt this encoder applies when a call names none
@@ -99,8 +104,6 @@ class Encoder:
         self.variant: Variant = self.manifest.variants[self.choice.name]
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
         self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
-        if not isinstance(thread_spinning, bool):
-            raise ArgumentError("thread_spinning", f"must be True or False, got {thread_spinning!r}")
         self._session = _load_session(
             self.bundle / self.variant.file, providers, threads or available_cpus(), thread_spinning
         )
@@ -112,9 +115,6 @@ class Encoder:
                 f"manifest's {self.manifest.inputs}; the bundle is damaged"
             )
         self._needs_type_ids = "token_type_ids" in names
-        for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
-            if flag is not None and not isinstance(flag, bool):
-                raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
         bucketed = device == "cuda" if bucket_shapes is None else bucket_shapes
         self._buckets = ShapeBuckets(self.manifest.max_seq_length) if bucketed else None
         # The defaults `encode` plans with: a GPU wants far larger calls than a CPU.

@@ -244,9 +244,11 @@ def test_warmup_runs_every_bucket_shape_once(tiny_bundle: Path) -> None:
 
 
 @pytest.mark.parametrize("param", ["bucket_shapes", "warmup"])
-def test_bad_bucket_options(tiny_bundle: Path, param: str) -> None:
+def test_bad_bucket_options(tiny_bundle: Path, tmp_path: Path, param: str) -> None:
     with pytest.raises(ArgumentError, match=f"{param} must be True, False or None"):
         Encoder(tiny_bundle, **{param: "yes"})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match=param):  # checked before the bundle is read
+        Encoder(tmp_path / "no-bundle", **{param: 1})  # type: ignore[arg-type]
 
 
 def test_thread_spinning_can_be_turned_off(tiny_bundle: Path) -> None:
@@ -258,4 +260,4 @@ def test_thread_spinning_can_be_turned_off(tiny_bundle: Path) -> None:
     assert spinning(quiet) == "0"
     np.testing.assert_allclose(quiet.encode(DOCS), Encoder(tiny_bundle).encode(DOCS), atol=1e-6)
     with pytest.raises(ArgumentError, match="thread_spinning must be True or False"):
-        Encoder(tiny_bundle, thread_spinning="no")  # type: ignore[arg-type]
+        Encoder(tiny_bundle.parent / "no-bundle", thread_spinning="no")  # type: ignore[arg-type]
