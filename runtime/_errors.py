@@ -11,7 +11,10 @@ the value, and what to do.
     │                                the device asked for has no onnxruntime provider here
     ├── ServerBusy (RuntimeError)    the server took no new work
     │   ├── Overloaded               its queue is full
-    │   └── Stopping                 it is shutting down
+    │   ├── Stopping                 it is shutting down
+    │   └── ModelUnavailable         its model process is gone (`serve --workers N`)
+    ├── ServerProcessError (RuntimeError)
+    │                                a process of `serve --workers N` exited on its own
     ├── ApiError                     an HTTP request failed: status and OpenAI-style error object
     └── CommandError                 the `fusembed` command failed (exit status 1)
 
@@ -78,6 +81,16 @@ class Overloaded(ServerBusy):
 
 class Stopping(ServerBusy):
     """The batcher is stopping: the request was not taken."""
+
+
+class ModelUnavailable(ServerBusy):
+    """A worker of a multi-worker server cannot reach its model process, which has exited: the
+    request was not run, or its answer was lost. The server answers 503 and stops."""
+
+
+class ServerProcessError(FusembedError, RuntimeError):
+    """A process of a multi-worker server (`serve --workers N`) exited on its own; the others were
+    stopped."""
 
 
 class ApiError(FusembedError):

@@ -66,6 +66,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    default=run_defaults["graceful_timeout_s"], metavar="SECONDS",
                    help="after SIGTERM, how long requests in flight may take to finish; those still "
                    "running then get 503 (default: %(default)s)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="HTTP worker processes in front of the one process that runs the model and "
+                   "batches for all of them; more than 1 helps where one Python process cannot keep "
+                   "the model busy (default: %(default)s: one process does everything)")
     p.add_argument("--access-log", action="store_true", help="log every request (default: off)")
     return p
 
@@ -88,9 +92,10 @@ def run(args: argparse.Namespace) -> int:
               "anyone who can reach this port can use it", file=sys.stderr)
     batching = (f"batching up to {args.max_batch_tokens} tokens or {args.max_wait_ms:g} ms"
                 if args.batching else "batching off")
+    workers = f", {args.workers} HTTP workers" if args.workers > 1 else ""
     print(f"fusembed serve: model {model_names(model, options)[0]!r} ({model.precision}, "
-          f"{model.device}, {batching}) on http://{args.host}:{args.port}/v1/embeddings",
+          f"{model.device}, {batching}{workers}) on http://{args.host}:{args.port}/v1/embeddings",
           file=sys.stderr, flush=True)
     run(model, options, host=args.host, port=args.port, graceful_timeout_s=args.graceful_timeout_s,
-        access_log=args.access_log)
+        access_log=args.access_log, workers=args.workers)
     return 0

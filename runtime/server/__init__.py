@@ -26,11 +26,15 @@ except ImportError as exc:
     ) from None
 
 from .._encoder import Encoder
-from .._errors import ArgumentError
-from ._app import ServerOptions, begin_shutdown, create_app, model_names
+from .._errors import ArgumentError, ModelUnavailable, ServerProcessError, check_positive_int
+from ._app import ServerOptions, begin_shutdown, create_app
+from ._model import model_names
 from ._protocol import Limits
 
-__all__ = ["Limits", "ServerOptions", "begin_shutdown", "create_app", "model_names", "run"]
+__all__ = [
+    "Limits", "ModelUnavailable", "ServerOptions", "ServerProcessError", "begin_shutdown", "create_app",
+    "model_names", "run",
+]
 
 # How long an idle keep-alive connection stays open. Longer than clients keep idle connections
 # (httpx and the openai client: 5 s; load balancers: about 60 s), so the client, not the server,
@@ -48,6 +52,7 @@ def run(
     graceful_timeout_s: int = 30,
     keep_alive_s: int = KEEP_ALIVE_S,
     access_log: bool = False,
+    workers: int = 1,
 ) -> None:
     """Serve `encoder` until SIGINT or SIGTERM. Then requests that arrive get 503
     `server_shutting_down`; requests in flight finish, up to `graceful_timeout_s`, past which
@@ -55,7 +60,12 @@ def run(
 
     uvicorn is the ASGI server: it is the most used one, handles SIGTERM gracefully, and picks
     httptools and uvloop when they are installed.
+
+    `workers` > 1 starts that many HTTP worker processes, which parse requests and write
+    responses, in front of this process, which keeps the model and batches the texts of all of
+    them. If a worker exits on its own the others are stopped and `ServerProcessError` is raised.
     """
+    check_positive_int("workers", workers)
     if graceful_timeout_s < 0:
         raise ArgumentError("graceful_timeout_s", f"must be at least 0, got {graceful_timeout_s}")
     if keep_alive_s < 1:
@@ -65,6 +75,12 @@ def run(
     # Prometheus does not need it. The switch is process-wide, so it is set here, where the
     # process is the server, and not in create_app, which may run inside someone else's app.
     prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+    if workers > 1:
+        from ._owner import serve_workers
+
+        serve_workers(encoder, options, workers=workers, host=host, port=port,
+                      graceful_timeout_s=graceful_timeout_s, keep_alive_s=keep_alive_s, access_log=access_log)
+        return
     app = create_app(encoder, options)
     config = uvicorn.Config(
         app, host=host, port=port, access_log=access_log, timeout_keep_alive=keep_alive_s,

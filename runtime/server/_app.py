@@ -1,4 +1,5 @@
-"""The ASGI application: OpenAI-compatible routes over one `Encoder` and a `MicroBatcher`.
+"""The ASGI application: OpenAI-compatible routes over a `Model` (one `Encoder` and a
+`MicroBatcher` in this process, or the model process that `--workers N` share).
 
 Starlette provides routing and requests; everything else is small enough to read here. Every
 response that is not a 2xx carries an OpenAI-style error object, including 404 for unknown routes
@@ -20,7 +21,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -32,9 +32,9 @@ from starlette.routing import Route
 
 from .._batching import DEFAULT_MAX_TOKENS
 from .._encoder import Encoder
-from .._errors import ApiError, ArgumentError, Overloaded, Stopping, check_positive_int
-from ._batcher import MicroBatcher
-from ._metrics import Metrics
+from .._errors import ApiError, ArgumentError, ModelUnavailable, Overloaded, Stopping, check_positive_int
+from ._metrics import HttpMetrics, Metrics
+from ._model import LocalModel, Model, ModelInfo, model_info
 from ._protocol import Limits, api_error_body, error_body, parse_request, response_body
 
 Scope = MutableMapping[str, Any]
@@ -46,6 +46,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _JSON = "application/json"
 _OPEN_PATHS = frozenset({"/health"})  # answered without the API key, for load balancers' probes
 _SHUTTING_DOWN = "server_shutting_down"
+_UNAVAILABLE = "model_unavailable"
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,6 @@ class ServerOptions:
             raise ArgumentError("limits", f"must be a Limits, got {type(self.limits).__name__}")
 
 
-def model_names(encoder: Encoder, options: ServerOptions) -> tuple[str, ...]:
-    """The names the server answers to, the one it reports first."""
-    source = encoder.manifest.source.model
-    short = PurePath(source).name or source
-    names = [options.model_name or short]
-    if encoder.manifest.source.kind != "local":
-        names += [source, short]
-    return tuple(dict.fromkeys(names))
-
-
 @dataclass
 class _Shutdown:
     started: bool = False  # set by begin_shutdown; read by the middleware on every request
@@ -121,33 +112,38 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
     """The ASGI app serving `encoder`. Run it with any ASGI server (`fusembed serve` uses uvicorn);
     its lifespan starts and drains the batcher."""
     options = options or ServerOptions()
-    names = model_names(encoder, options)
     metrics = Metrics()
-    # parse_request has checked every text, so the batcher tokenizes without the Encoder's checks
-    # and runs each batch it plans as one model call, as it planned it.
-    batcher = MicroBatcher(
-        encoder._tokenize, encoder._encode_batch, batching=options.batching,
-        max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
-        max_queued=options.max_queued,
-        on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,
-    )
+    model = LocalModel(encoder, options, metrics.model)
 
-    default_prompt = encoder.prompt_for()  # the served model's: `serve --prompt-name`, or its own default
+    async def render() -> bytes:
+        return metrics.render()
+
+    app = build_app(model_info(encoder, options), model, options, metrics.http, render)
+    app.state.batcher = model.batcher
+    return app
+
+
+def build_app(info: ModelInfo, model: Model, options: ServerOptions, metrics: HttpMetrics,
+              render_metrics: Callable[[], Awaitable[bytes]]) -> Starlette:
+    """The routes over `model`; `render_metrics` writes /metrics. The app's lifespan starts and
+    stops the model."""
+    names = info.names
 
     async def embeddings(request: Request) -> Response:
         body = await _read_body(request, options.limits.max_body_bytes)
-        parsed = parse_request(body, limits=options.limits, models=names, dim=encoder.dim,
-                               prompts=encoder.manifest.prompts, default_prompt=default_prompt)
-        rows = await batcher.tokenize(parsed.texts)
+        parsed = parse_request(body, limits=options.limits, models=names, dim=info.dim,
+                               prompts=info.prompts, default_prompt=info.default_prompt)
         try:
-            vectors = await batcher.embed(rows)
+            vectors, prompt_tokens = await model.embed(parsed.texts)
         except Overloaded as exc:  # OpenAI answers an overloaded engine with 503 too
             raise ApiError(503, str(exc), code="server_overloaded", type="server_error") from None
         except Stopping as exc:
             raise ApiError(503, str(exc), code=_SHUTTING_DOWN, type="server_error") from None
-        if encoder.dim < encoder.manifest.dim or parsed.dimensions:
-            vectors = _shorten(vectors, parsed.dimensions or encoder.dim, encoder.normalized)
-        content = response_body(vectors, model=names[0], prompt_tokens=sum(map(len, rows)),
+        except ModelUnavailable as exc:
+            raise ApiError(503, str(exc), code=_UNAVAILABLE, type="server_error") from None
+        if info.dim < info.full_dim or parsed.dimensions:
+            vectors = _shorten(vectors, parsed.dimensions or info.dim, info.normalized)
+        content = response_body(vectors, model=names[0], prompt_tokens=prompt_tokens,
                                 encoding_format=parsed.encoding_format)
         return Response(content, media_type=_JSON)
 
@@ -165,19 +161,23 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
         return _json(model_card(names[0]))
 
     async def health(request: Request) -> Response:
-        return _json({"status": "ok", "model": names[0], "dim": encoder.dim, "precision": encoder.precision,
-                      "device": encoder.device, "queued": batcher.queued})
+        try:
+            queued = await model.queued()
+        except ModelUnavailable as exc:
+            raise ApiError(503, str(exc), code=_UNAVAILABLE, type="server_error") from None
+        return _json({"status": "ok", "model": names[0], "dim": info.dim, "precision": info.precision,
+                      "device": info.device, "queued": queued})
 
     async def prometheus(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await batcher.start()
+        await model.start()
         try:
             yield
         finally:
-            await batcher.stop()  # after the ASGI server has let in-flight requests finish
+            await model.stop()  # after the ASGI server has let in-flight requests finish
 
     created = int(time.time())
     app = Starlette(
@@ -192,7 +192,7 @@ def create_app(encoder: Encoder, options: ServerOptions | None = None) -> Starle
         lifespan=lifespan,
     )
     shutdown = _Shutdown()
-    app.state.batcher, app.state.metrics, app.state.model_names = batcher, metrics, names
+    app.state.metrics, app.state.model_names = metrics, names
     app.state.shutdown = shutdown
     app.add_middleware(_Guard, metrics=metrics, api_key=options.api_key, shutdown=shutdown)
     return app
@@ -254,7 +254,8 @@ class _Guard:
     the API key, answers 503 while the server shuts down, and records each request's route,
     status and latency."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, api_key: str | None, shutdown: _Shutdown) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, api_key: str | None,
+                 shutdown: _Shutdown) -> None:
         self.app, self.metrics, self.shutdown = app, metrics, shutdown
         self.key = f"Bearer {api_key}".encode() if api_key else None
 

@@ -1,5 +1,10 @@
 """The server's Prometheus metrics, on a registry of its own (prometheus_client's global one would
-mix in whatever else the process registers, and two servers in one process would collide)."""
+mix in whatever else the process registers, and two servers in one process would collide).
+
+Two groups: what the HTTP side sees (requests, errors, latency, requests in flight) and what the
+model side sees (batches, queue depth, texts and tokens). One process serves both; with
+`--workers N` each HTTP worker keeps the first group, summed over the workers by
+prometheus_client's multiprocess mode, and the model process the second."""
 
 from __future__ import annotations
 
@@ -12,12 +17,11 @@ _COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 _TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 
 
-class Metrics:
-    """Counters and histograms for `/metrics`; the app and the batcher update them."""
+class HttpMetrics:
+    """Requests as the HTTP side answers them; the app's middleware updates them."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
         self.requests = Counter("fusembed_requests", "HTTP requests answered, by route and status code",
                                 ["route", "status"], registry=r)
         self.errors = Counter("fusembed_request_errors", "Error responses, by OpenAI error type",
@@ -25,7 +29,16 @@ class Metrics:
         self.latency = Histogram("fusembed_request_duration_seconds",
                                  "Time from request to response, by route", ["route"],
                                  buckets=_LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("fusembed_requests_in_flight", "Requests being handled", registry=r)
+        # livesum: with several worker processes, the sum over those alive (one process: its value)
+        self.in_flight = Gauge("fusembed_requests_in_flight", "Requests being handled", registry=r,
+                               multiprocess_mode="livesum")
+
+
+class ModelMetrics:
+    """Batches as the model runs them; the batcher updates them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
         self.queue_depth = Gauge("fusembed_queue_depth", "Embedding requests waiting for a batch", registry=r)
         self.batch_requests = Histogram("fusembed_batch_requests", "Requests per model batch",
                                         buckets=_COUNT_BUCKETS, registry=r)
@@ -45,6 +58,15 @@ class Metrics:
         self.batch_seconds.observe(stats.seconds)
         self.texts.inc(stats.texts)
         self.tokens.inc(stats.tokens)
+
+
+class Metrics:
+    """Both groups on one registry: what a server of one process records."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http = HttpMetrics(self.registry)
+        self.model = ModelMetrics(self.registry)
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

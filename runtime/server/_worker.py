@@ -1,0 +1,167 @@
+"""One HTTP worker of `fusembed serve --workers N` (see `_owner`): the app of a single-process
+server, whose model is the model process, reached over ZeroMQ.
+
+The model process starts it as `python -m fusembed.server._worker`, with the listening socket
+inherited, and writes its settings as one JSON line to its standard input, which then stays open:
+that pipe closing is how this worker learns the model process has gone, at once and even when it
+was killed. It then answers what it has in flight with 503 `model_unavailable`, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+import zmq
+import zmq.asyncio
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from .._errors import ModelUnavailable, Overloaded, Stopping
+from . import _ipc, _Server
+from ._app import ServerOptions, begin_shutdown, build_app
+from ._batcher import Embeddings
+from ._metrics import HttpMetrics
+from ._model import ModelInfo
+from ._protocol import Limits
+
+_GONE = "the model process has exited, so this server is stopping; retry on another replica"
+_HEALTH_TIMEOUT_S = 10.0  # the model process answers from its event loop, never behind a batch
+
+
+class RemoteModel:
+    """The `Model` of a worker: each call is a request to the model process over a DEALER socket,
+    matched to its reply by a request id."""
+
+    def __init__(self, address: str, *, on_gone: Callable[[], None]) -> None:
+        self.address, self.on_gone = address, on_gone
+        self.gone = False
+        self._numbers = itertools.count()
+        self._replies: dict[int, asyncio.Future[list[zmq.Frame]]] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(self.address)
+        self._reader = loop.create_task(self._read())
+        loop.add_reader(sys.stdin.fileno(), self._check_model_process)
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        self._socket.close()
+        self._context.term()
+
+    async def embed(self, texts: list[str]) -> tuple[Embeddings, int]:
+        status, *payload = await self._call(_ipc.EMBED, [text.encode() for text in texts])
+        if status.bytes == _ipc.OK:
+            return _ipc.read_vectors(payload[0].bytes, payload[1].buffer)
+        code, message = _ipc.read_error(payload[0].bytes)
+        if code == "server_overloaded":
+            raise Overloaded(message)
+        if code == "server_shutting_down":
+            raise Stopping(message)
+        raise RuntimeError(f"the model process failed: {message}")
+
+    async def queued(self) -> int:
+        try:
+            _, depth = await asyncio.wait_for(self._call(_ipc.HEALTH, []), _HEALTH_TIMEOUT_S)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
+            raise ModelUnavailable(
+                f"the model process did not answer within {_HEALTH_TIMEOUT_S:g} s") from None
+        return int(depth.bytes)
+
+    async def metrics(self) -> bytes:
+        _, text = await self._call(_ipc.METRICS, [])
+        return text.bytes
+
+    async def _call(self, kind: bytes, payload: list[bytes]) -> list[zmq.Frame]:
+        if self.gone:
+            raise ModelUnavailable(_GONE)
+        number = next(self._numbers)
+        key = _ipc.request_id(number)
+        reply: asyncio.Future[list[zmq.Frame]] = asyncio.get_running_loop().create_future()
+        self._replies[number] = reply
+        try:
+            await self._socket.send_multipart([kind, key, *payload])
+            return await reply
+        except asyncio.CancelledError:
+            if kind == _ipc.EMBED and not self.gone:  # the client left, or the grace period ran out
+                self._socket.send_multipart([_ipc.CANCEL, key])  # sent at once; nothing to wait for
+            raise
+        finally:
+            del self._replies[number]
+
+    async def _read(self) -> None:
+        while True:
+            key, *reply = await self._socket.recv_multipart(copy=False)
+            waiting = self._replies.get(_ipc.read_request_id(key.bytes))
+            if waiting is not None and not waiting.done():
+                waiting.set_result(reply)
+
+    def _check_model_process(self) -> None:
+        if os.read(sys.stdin.fileno(), 4096):
+            return  # nothing is written after the settings; the pipe only ever closes
+        asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+        self.gone = True
+        print(f"fusembed serve: worker {os.getpid()}: {_GONE}", file=sys.stderr, flush=True)
+        for waiting in self._replies.values():
+            if not waiting.done():
+                waiting.set_exception(ModelUnavailable(_GONE))
+        self.on_gone()
+
+
+def main() -> int:
+    settings = json.loads(sys.stdin.buffer.readline())
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    raw_options = settings["options"]
+    options = ServerOptions(**{**raw_options, "limits": Limits(**raw_options["limits"])})
+    info = ModelInfo(**{**settings["model"], "names": tuple(settings["model"]["names"])})
+    listener = socket.socket(fileno=settings["fd"])
+
+    def model_gone() -> None:
+        begin_shutdown(app)
+        server.should_exit = True
+
+    model = RemoteModel(settings["address"], on_gone=model_gone)
+    # With PROMETHEUS_MULTIPROC_DIR set (the model process sets it for its workers) every value
+    # lands in a file there; MultiProcessCollector sums them over the workers when /metrics asks.
+    http_metrics = HttpMetrics(CollectorRegistry())
+
+    async def render_metrics() -> bytes:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        text = generate_latest(registry)
+        if not model.gone:
+            text += await model.metrics()
+        return text
+
+    app = build_app(info, model, options, http_metrics, render_metrics)
+    web = settings["uvicorn"]
+    config = uvicorn.Config(
+        app, host=web["host"], port=web["port"], access_log=web["access_log"],
+        timeout_keep_alive=web["keep_alive_s"], timeout_graceful_shutdown=web["graceful_timeout_s"],
+        log_level="info", lifespan="on",
+    )
+    server = _Server(config, on_exit=lambda: begin_shutdown(app))
+    # As in the single-process `run`: uvicorn re-raises the signal it stopped on once it has shut
+    # down; a no-op handler makes a drained worker exit 0 instead of "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run(sockets=[listener])
+    return 1 if model.gone else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
