@@ -16,6 +16,12 @@ Scenarios:
 2. batching: 32 concurrent clients, one text per request, the same requests against a server with
    batching on and one with `--no-batching`; throughput ratio. Also the model alone (no HTTP) at
    batch 1 and batch 32: the ratio batching can reach at best on this machine.
+
+With `--workers 1,2` it runs only this instead, and writes serve-workers.md and .json:
+3. workers: the same one-text requests from 32 clients against `fusembed serve --workers N` for
+   each N, batching on and off, all servers up at once and taking turns round after round;
+   requests/s and server CPU per request, the CPU summed over every process of the server (the
+   model process and its HTTP workers), medians over rounds.
 """
 
 from __future__ import annotations
@@ -165,8 +171,9 @@ class Server:
         return rss_mb(self.proc.pid)
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process so far, all its threads."""
-        return cpu_seconds(self.proc.pid)
+        """User + system CPU seconds so far of the server process and every process under it
+        (`--workers`), all their threads."""
+        return sum(cpu_seconds(pid) for pid in process_tree(self.proc.pid))
 
     def metrics(self) -> dict[str, float]:
         """The unlabelled samples of /metrics (batch histograms' sums and counts)."""
@@ -183,6 +190,22 @@ class Server:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc (the parent of each process is field 4 of its stat)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo += parents.get(current, [])
+    return tree
 
 
 def model_alone(encoder: Encoder, texts: list[str]) -> dict[str, float]:
@@ -232,8 +255,14 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                         help="where the servers and the expected vectors run (default: cpu)")
+    parser.add_argument("--workers", default=None,
+                        help="compare `serve --workers N` for these N (e.g. 1,2), batching on and off; "
+                        "runs only that comparison")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.workers:
+        workers_comparison(args, [int(n) for n in args.workers.split(",")])
+        return
 
     rng = random.Random(0)
     pool = short_texts(3000, seed=1)
@@ -310,6 +339,94 @@ def main() -> None:
     (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "serve.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
+    rng = random.Random(0)
+    pool = short_texts(3000, seed=1)
+    singles = [[rng.choice(pool)] for _ in range(args.batching_requests)]
+    encoder = Encoder(args.bundle, device=args.device)
+    expected = dict(zip(pool, encoder.encode(pool), strict=True))
+    model = Path(encoder.manifest.source.model).name
+    extra = [*args.server_args.split(), "--device", args.device]
+    del encoder
+    here = machine()
+    servers = {}
+    for n in counts:
+        for batching in (True, False):
+            name = f"workers {n}, batching {'on' if batching else 'off'}"
+            flags = [*extra, "--workers", str(n), *([] if batching else ["--no-batching"])]
+            servers[name] = Server(args.bundle, *flags)
+    for server in servers.values():
+        asyncio.run(load(server.port, model, singles[:500], 32, None))  # warm-up: every worker
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+    for round_ in range(args.rounds):
+        for name in rotated(list(servers), round_):
+            server = servers[name]
+            cpu0 = server.cpu_s()
+            result = asyncio.run(load(server.port, model, singles, 32, expected))
+            cpu_ms = 1000 * (server.cpu_s() - cpu0) / result.requests
+            rounds[name].append({**asdict(result), "server_cpu_ms_per_request": cpu_ms})
+    report: dict[str, Any] = {
+        "command": command_line(),
+        "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
+        "servers": {},
+    }
+    for name, server in servers.items():
+        runs = rounds[name]
+        report["servers"][name] = {
+            "rounds": runs,
+            "errors": sum(r["errors"] for r in runs),
+            "min_cosine": min(r["min_cosine"] for r in runs),
+            "requests_per_s": statistics.median(r["requests_per_s"] for r in runs),
+            "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in runs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "exit_code": server.stop(),
+        }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "serve-workers.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = workers_markdown(report)
+    (args.out / "serve-workers.md").write_text(text)
+    print(text)
+
+
+def workers_markdown(r: dict[str, Any]) -> str:
+    lines = [
+        "# `fusembed serve --workers N` under load (loopback)",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
+        f"Python {r['machine']['python']}. Clients and server share these CPUs.",
+        "",
+        "32 concurrent clients, one text per request. Every server was up for the whole run and they "
+        "took turns, round after round, in rotating order; the figures are medians over rounds. "
+        "Server CPU is user + system time of every process of the server (with `--workers N`: the "
+        "model process and its N HTTP workers) over the requests served.",
+        "",
+        "| server | errors | min cosine | req/s | p50 ms | p99 ms | server CPU ms/req | exit code |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in r["servers"].items():
+        lines.append(
+            f"| {name} | {row['errors']} | {row['min_cosine']:.7f} | {row['requests_per_s']:.0f} "
+            f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['server_cpu_ms_per_request']:.2f} "
+            f"| {row['exit_code']} |"
+        )
+    lines += ["", "Requests/s per round:", ""]
+    for name, row in r["servers"].items():
+        per_round = ", ".join(f"{x['requests_per_s']:.0f}" for x in row["rounds"])
+        lines.append(f"- {name}: {per_round}")
+    lines += ["", "Batching on / off, requests/s, round by round:", ""]
+    for name, on in r["servers"].items():
+        off = r["servers"].get(name.replace("batching on", "batching off"))
+        if name.endswith("batching on") and off is not None:
+            pairs = zip(on["rounds"], off["rounds"], strict=True)
+            ratios = [a["requests_per_s"] / b["requests_per_s"] for a, b in pairs]
+            lines.append(f"- {name.split(',')[0]}: median {statistics.median(ratios):.2f}x "
+                         f"({', '.join(f'{x:.2f}x' for x in ratios)})")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def markdown(r: dict[str, Any]) -> str:
