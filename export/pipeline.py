@@ -3,6 +3,7 @@ int8 and fp16 variants, each measured and gated -> publish."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib.metadata as md
 import tempfile
@@ -78,6 +79,7 @@ def export_model(
         log(f"{name}{f' ({what})' if what else ''} …")
         start = time.perf_counter()
         result = fn()
+        release_memory()
         seconds[name] = round(time.perf_counter() - start, 2)
         if seconds[name] >= 1:  # a long export shows where its time goes as it goes
             log(f"  {name}: {seconds[name]:.1f} s")
@@ -115,7 +117,7 @@ def export_model(
             pad_token_id=pad_id, tokenizer=TOKENIZER_NAME, variants=variants, files={},
             exporter=_versions(graph.opset, facts.similarity_source),
             prompts=facts.prompts, default_prompt_name=facts.default_prompt_name,
-            include_prompt=facts.include_prompt,
+            include_prompt=facts.include_prompt, prompt_in_mask=not facts.include_prompt,
         )
         write_manifest(staging, manifest)
         reference = step("parity reference", lambda: reference_for(st_model, options.parity_texts, facts),
@@ -138,7 +140,7 @@ def export_model(
                                lambda: reference_for(st_model, texts, facts, token_ids=False),
                                f"sentence-transformers on {len(texts)} held-out texts")
             st_model = None  # every torch reference is taken: its weights and caches can go
-            gc.collect()
+            release_memory()
             candidates: dict[str, Callable[[], Variant]] = {}
             if "int8" in options.variants:
                 candidates["int8"] = lambda: _int8(raw, fp32_path, staging, work, tokenizer, pad_id,
@@ -175,6 +177,24 @@ def export_model(
             del variants["fp32"]
         final = write_manifest(staging, replace(manifest, variants=variants))
     return ExportReport(Path(out_dir).resolve(), resolved, final, opt, rejected, seconds)
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system.
+
+    Each step frees its graphs (hundreds of MB for a base-size model), but glibc keeps freed heap
+    pages mapped: after tracing all-mpnet-base-v2 the process held 1.9 GB where 0.96 GB was live.
+    `malloc_trim` returns them, so the next step's peak starts from what is live. A no-op where
+    the C library is not glibc.
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _check_set(parity: Reference, held_out: Reference | None, n: int) -> CheckSet:
