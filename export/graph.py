@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from fusembed._batching import PROMPT_TOKEN
 from fusembed._errors import ExportError
 
 from .resolve import ResolvedModel
@@ -50,7 +51,9 @@ def build_fused_graph(st_model: Any, model: ResolvedModel, out_path: Path, *,
     import torch
 
     ids, mask = _example_inputs(st_model)
-    module = _sentence_embedding_module(st_model)
+    module = _sentence_embedding_module(st_model, prompt_in_mask=not model.facts.include_prompt)
+    if not model.facts.include_prompt:
+        mask[0, :2] = PROMPT_TOKEN  # the trace takes the branch a prompt takes
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             OUTPUT: {0: "batch"}}
     with tempfile.TemporaryDirectory(prefix="fusembed-graph-") as work:
@@ -95,18 +98,30 @@ def _example_inputs(st_model: Any) -> tuple[Any, Any]:
     return batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
 
 
-def _sentence_embedding_module(st_model: Any) -> Any:
+def _sentence_embedding_module(st_model: Any, *, prompt_in_mask: bool = False) -> Any:
+    """The module stack as one function of (input_ids, attention_mask).
+
+    With `prompt_in_mask` (a model whose Pooling has include_prompt false), attention_mask holds
+    PROMPT_TOKEN at the prompt's tokens: the transformer attends to them as to any token, and
+    the Pooling module sees them masked out, as sentence-transformers masks them when it is
+    given the prompt's length.
+    """
     import torch
 
     class SentenceEmbedding(torch.nn.Module):
-        """The module stack as one function of (input_ids, attention_mask)."""
-
         def __init__(self, stack: Any) -> None:
             super().__init__()
             self.stack = stack
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            features = self.stack({"input_ids": input_ids, "attention_mask": attention_mask})
+            if not prompt_in_mask:
+                features = self.stack({"input_ids": input_ids, "attention_mask": attention_mask})
+                return features["sentence_embedding"]
+            features = {"input_ids": input_ids, "attention_mask": (attention_mask != 0).to(torch.int64)}
+            for module in self.stack:
+                if type(module).__name__ == "Pooling":
+                    features["attention_mask"] = (attention_mask == 1).to(torch.int64)
+                features = module(features)
             return features["sentence_embedding"]
 
     return SentenceEmbedding(st_model).eval()

@@ -122,17 +122,33 @@ class ShapeBuckets:
         return out_ids, out_mask
 
 
+# The attention_mask value of a prompt token that the model's pooling leaves out: attended to
+# like a token (1), pooled like padding (0). The export writes graphs that read it so.
+PROMPT_TOKEN = 2
+
+
 def pad_batch(
-    rows: Sequence[Sequence[int]], pad_id: int
+    rows: Sequence[Sequence[int]], pad_id: int, prompt_tokens: int = 0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Right-pad token id rows to the longest; return (input_ids, attention_mask) as int64."""
+    """Right-pad token id rows to the longest; return (input_ids, attention_mask) as int64.
+
+    `prompt_tokens` > 0 marks each row's first tokens as a prompt that pooling leaves out
+    (mask value 2, for graphs whose manifest has `prompt_in_mask`).
+    """
     if len(rows) == 1:  # nothing to pad: a server's one-text request, at a tenth of the cost
         ids = np.asarray(rows, dtype=np.int64)
-        return ids, np.ones_like(ids)
+        return ids, mark_prompt(np.ones_like(ids), prompt_tokens)
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     width = int(lengths.max(initial=0))
     mask = np.arange(width) < lengths[:, None]
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     # Boolean assignment fills row by row, and each row's tokens are its first `length` slots.
     ids[mask] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
-    return ids, mask.astype(np.int64)
+    return ids, mark_prompt(mask.astype(np.int64), prompt_tokens)
+
+
+def mark_prompt(mask: npt.NDArray[np.int64], prompt_tokens: int) -> npt.NDArray[np.int64]:
+    """`mask` with its first `prompt_tokens` columns' tokens (1) marked as prompt (2), in place."""
+    if prompt_tokens > 0:
+        mask[:, :prompt_tokens] *= PROMPT_TOKEN
+    return mask

@@ -19,6 +19,7 @@ from ._batching import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_TOKENS,
     ShapeBuckets,
+    mark_prompt,
     pad_batch,
     plan_batches,
 )
@@ -104,6 +105,7 @@ class Encoder:
         self.variant: Variant = self.manifest.variants[self.choice.name]
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
         self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self._prompt_lengths: dict[str, int] = {}
         self._session = _load_session(
             self.bundle / self.variant.file, providers, threads or available_cpus(), thread_spinning
         )
@@ -278,7 +280,8 @@ class Encoder:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
                                  "Unicode")
             ids = np.asarray([self._tokenizer.encode(before + texts).ids], dtype=np.int64)
-            vector: Embeddings = self._run(ids, np.ones_like(ids))[0]
+            mask = mark_prompt(np.ones_like(ids), self._pooled_out(before))
+            vector: Embeddings = self._run(ids, mask)[0]
             return vector if keep == self.manifest.dim else vector[:keep].copy()
         items = _check_texts(texts)
         if before:
@@ -287,7 +290,8 @@ class Encoder:
         if not items:
             return out[:, :keep].copy()
         progress = Progress(len(items)) if show_progress_bar else None
-        chunks = self._prepared_chunks(items, max(_CHUNK_TEXTS, batch_size), batch_size, max_tokens)
+        chunks = self._prepared_chunks(items, max(_CHUNK_TEXTS, batch_size), batch_size, max_tokens,
+                                       self._pooled_out(before))
         for start, batches in chunks:
             self._run_batches(batches, out[start:], progress)
         return out if keep == self.manifest.dim else out[:, :keep].copy()
@@ -303,6 +307,18 @@ class Encoder:
         if prompt is None and prompt_name is None and self._prompt is not None:
             return self._prompt
         return resolve_prompt(self.manifest, prompt_name, prompt)
+
+    def _pooled_out(self, prompt: str) -> int:
+        """How many leading tokens of a text that starts with `prompt` the model's pooling leaves
+        out: 0 unless its Pooling has include_prompt false. Counted as sentence-transformers
+        counts them: the prompt tokenized alone, without its trailing special token."""
+        if not prompt or self.manifest.include_prompt:
+            return 0
+        if prompt not in self._prompt_lengths:
+            ids = self._tokenizer.encode(prompt).ids
+            special = {i for i, t in self._tokenizer.get_added_tokens_decoder().items() if t.special}
+            self._prompt_lengths[prompt] = len(ids) - (1 if ids and ids[-1] in special else 0)
+        return self._prompt_lengths[prompt]
 
     def _check_truncate_dim(self, truncate_dim: int | None) -> int | None:
         return check_truncate_dim(self.manifest, truncate_dim)
@@ -361,7 +377,8 @@ class Encoder:
         check_positive_int("max_tokens", max_tokens, none_ok=True)
         return batch_size or self.default_batch_size, max_tokens or self.default_max_tokens
 
-    def _prepare(self, rows: Sequence[Sequence[int]], batch_size: int, max_tokens: int) -> list[_Batch]:
+    def _prepare(self, rows: Sequence[Sequence[int]], batch_size: int, max_tokens: int,
+                 prompt_tokens: int = 0) -> list[_Batch]:
         """Plan `rows` into length-sorted, token-budgeted batches and pad each (to its bucket
         shape where shapes are bucketed): everything but the model call, so that it can run on a
         helper thread while the model runs the previous chunk.
@@ -373,7 +390,7 @@ class Encoder:
         batches = []
         for idx in plan_batches(lengths, batch_size, max_tokens, self._buckets):
             try:
-                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id)
+                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id, prompt_tokens)
             except (TypeError, ValueError, OverflowError):
                 raise InputError("token id rows must hold ints (use tokenize)") from None
             if ids.size and (ids.min() < 0 or ids.max() >= self._vocab_size):
@@ -391,7 +408,7 @@ class Encoder:
                 progress.advance(len(idx))
 
     def _prepared_chunks(
-        self, items: list[str], chunk: int, batch_size: int, max_tokens: int
+        self, items: list[str], chunk: int, batch_size: int, max_tokens: int, prompt_tokens: int = 0
     ) -> Iterator[tuple[int, list[_Batch]]]:
         """Yield (offset, prepared batches) per chunk of `items`. Past one chunk, chunk i+1 is
         tokenized and padded on a helper thread while chunk i runs (the Rust tokenizer and
@@ -400,7 +417,7 @@ class Encoder:
         must stay large enough to sort."""
 
         def prepare(texts: list[str]) -> list[_Batch]:
-            return self._prepare(self._tokenize(texts), batch_size, max_tokens)
+            return self._prepare(self._tokenize(texts), batch_size, max_tokens, prompt_tokens)
 
         if len(items) <= chunk:  # the common case: no thread to start
             yield 0, prepare(items)
@@ -473,10 +490,10 @@ def resolve_prompt(manifest: Manifest, prompt_name: str | None = None, prompt: s
         chosen = manifest.prompts[manifest.default_prompt_name]
     else:
         chosen = ""
-    if chosen and not manifest.include_prompt:
+    if chosen and not manifest.include_prompt and not manifest.prompt_in_mask:
         raise ArgumentError("prompt", "is set, but this model's pooling leaves the prompt's tokens out "
-                            "(include_prompt=false), which fusembed's fused graph does not do; "
-                            "encode without a prompt")
+                            "(include_prompt=false), which this bundle's graph does not do (it was "
+                            "exported by an older fusembed); export it again, or encode without a prompt")
     return chosen
 
 

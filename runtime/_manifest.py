@@ -111,10 +111,13 @@ class Manifest:
     check: str = ""
     # The model's prompts (config_sentence_transformers.json): name -> text put before each
     # input. `default_prompt_name` is used when a call names none; `include_prompt` false means
-    # the model's pooling leaves the prompt's tokens out, which the fused graph cannot do.
+    # the model's pooling leaves the prompt's tokens out. `prompt_in_mask` says the graph does
+    # that: an attention_mask value of 2 marks a prompt token, attended to but not pooled.
+    # Bundles whose pooling leaves the prompt out without it can encode only without a prompt.
     prompts: Mapping[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     include_prompt: bool = True
+    prompt_in_mask: bool = False
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
 
@@ -287,10 +290,11 @@ def _prompts(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     if default is not None and default not in prompts:
         raise BundleError(f"{where}: default_prompt_name {default!r} is not one of the prompts "
                           f"{sorted(prompts)}; the bundle is damaged")
-    include = data.get("include_prompt", True)
-    if not isinstance(include, bool):
-        raise BundleError(f"{where}: 'include_prompt' must be true or false; the bundle is damaged")
-    return {"prompts": dict(prompts), "default_prompt_name": default, "include_prompt": include}
+    flags = {name: data.get(name, name == "include_prompt") for name in ("include_prompt", "prompt_in_mask")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise BundleError(f"{where}: {name!r} must be true or false; the bundle is damaged")
+    return {"prompts": dict(prompts), "default_prompt_name": default, **flags}
 
 
 def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:

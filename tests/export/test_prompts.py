@@ -127,10 +127,37 @@ def test_a_damaged_prompt_table_is_a_bundle_error(e5_style: tuple[Path, Path], t
         Encoder(copy)
 
 
-def test_a_prompt_on_a_model_whose_pooling_leaves_it_out_is_refused(
+def _pooling_leaves_prompt_out(folder: Path) -> Path:
+    config_path = folder / "1_Pooling" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "include_prompt": False}))
+    return folder
+
+
+@pytest.mark.parametrize("arch", ["xlm-roberta", "qwen3"])
+def test_pooling_that_leaves_the_prompt_out_gives_sentence_transformers_vectors(
+        arch: str, tmp_path: Path) -> None:
+    """include_prompt=false (INSTRUCTOR style): the model attends to the prompt's tokens but pools
+    without them. Mean pooling (XLM-RoBERTa) and last-token pooling with a decoder (Qwen3)."""
+    folder = _pooling_leaves_prompt_out(_with_prompts(architectures.build(arch, tmp_path / "replica")))
+    bundle = export_model(folder, tmp_path / "bundle", options=ExportOptions(variants=("fp32",))).bundle
+    assert read_manifest(bundle).prompt_in_mask and not read_manifest(bundle).include_prompt
+    st, encoder = _st(folder), Encoder(bundle)
+    prompt = "Represent this sentence for retrieving supporting documents: "
+    for kwargs in ({"prompt_name": "query"}, {"prompt": prompt}, {}):
+        expected = st.encode(TEXTS, **kwargs)
+        assert _min_cos(encoder.encode(TEXTS, **kwargs), expected) >= 0.99999, kwargs
+        single = encoder.encode(TEXTS[0], **kwargs)
+        assert _min_cos(single[None], expected[:1]) >= 0.99999, kwargs
+    if arch == "xlm-roberta":  # the prompt's tokens really are left out of the mean
+        kept = _with_prompts(architectures.build(arch, tmp_path / "kept"))
+        assert _min_cos(encoder.encode(TEXTS, prompt=prompt), _st(kept).encode(TEXTS, prompt=prompt)) < 0.999
+
+
+def test_a_prompt_on_an_older_bundle_whose_pooling_leaves_it_out_is_refused(
         e5_style: tuple[Path, Path], tmp_path: Path) -> None:
-    """include_prompt=false pools without the prompt's tokens, which the fused graph cannot do:
-    a clear error, never vectors that differ from sentence-transformers'."""
+    """A bundle whose manifest says include_prompt=false without `prompt_in_mask` has a graph that
+    pools every token: a clear error, never vectors that differ from sentence-transformers'."""
     import shutil
 
     copy = tmp_path / "bundle"
@@ -140,7 +167,7 @@ def test_a_prompt_on_a_model_whose_pooling_leaves_it_out_is_refused(
     (copy / "manifest.json").write_text(json.dumps(manifest))
     encoder = Encoder(copy)
     assert encoder.encode(["a"]).shape == (1, 32)  # without a prompt it encodes as ever
-    with pytest.raises(ArgumentError, match=r"include_prompt=false"):
+    with pytest.raises(ArgumentError, match=r"include_prompt=false.*export it again"):
         encoder.encode(["a"], prompt_name="query")
     with pytest.raises(ArgumentError, match=r"include_prompt=false"):
         Encoder(copy, prompt="query: ")
