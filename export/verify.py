@@ -183,6 +183,6 @@ def gate_quality(quality: Quality, precision: str, *, min_mean: float, min_cosin
             f"{precision}: quality gate failed on {quality.texts} texts against the fp32 torch "
             f"reference: {'; '.join(misses)}. The {precision} variant was not written; use fp32, or "
             + ("relax the int8_min_* budgets (the --int8-min-* options)" if precision == "int8" else
-               "relax ExportOptions.fp16_min_cosine")
+               "relax fp16_min_cosine (the --fp16-min-cosine option)")
             + " if that loss is acceptable."
         )

@@ -44,6 +44,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="int8 budget: min cosine to the fp32 torch reference (default: %(default)s)")
     p.add_argument("--int8-min-top10", type=float, default=d.int8_min_top10,
                    help="int8 budget: top-10 search agreement with the reference (default: %(default)s)")
+    p.add_argument("--fp16-min-cosine", type=float, default=d.fp16_min_cosine,
+                   help="fp16 budget: mean and min cosine to the fp32 torch reference (default: %(default)s)")
     p.add_argument("--quality-texts", type=positive_int, default=d.quality_texts,
                    help="held-out texts the int8/fp16 budgets are measured on (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is a bundle")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         optimize=args.optimize, min_cosine=args.min_cosine, overwrite=args.overwrite,
         variants=args.variants, int8_min_mean_cosine=args.int8_min_mean_cosine,
         int8_min_cosine=args.int8_min_cosine, int8_min_top10=args.int8_min_top10,
-        quality_texts=args.quality_texts,
+        fp16_min_cosine=args.fp16_min_cosine, quality_texts=args.quality_texts,
     ))
     m = report.manifest
     measured = ", ".join(
