@@ -438,9 +438,18 @@ class Encoder:
     def _encode_batch(self, rows: Sequence[Sequence[int]]) -> Embeddings:
         """One model call on exactly `rows`, padded to the longest, output row for row: for a
         caller that planned the batch itself (the server's batcher, within its token budget).
-        Rows must come from `_tokenize`; nothing is checked."""
+        Rows must come from `_tokenize` or `_prompted`; nothing is checked."""
         ids, mask = pad_batch(rows, self.manifest.pad_token_id)
+        for i, row in enumerate(rows):
+            if isinstance(row, PromptedRow):
+                mark_prompt(mask[i : i + 1], row.pooled_out)
         return self._run(ids, mask)
+
+    def _prompted(self, rows: list[list[int]], prompt: str) -> list[list[int]]:
+        """`rows` of texts that each start with `prompt`, marked for `_encode_batch` where the
+        model's pooling leaves the prompt's tokens out; else `rows` as they are."""
+        skip = self._pooled_out(prompt)
+        return [PromptedRow(row, skip) for row in rows] if skip else rows
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Embeddings:
         """One model call; row i of the result is row i of `ids`, whatever padding was added."""
@@ -464,6 +473,16 @@ class Encoder:
         binding.bind_output(self.manifest.output, "cuda")
         self._session.run_with_iobinding(binding)
         return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
+
+
+class PromptedRow(list[int]):
+    """A text's token ids whose first `pooled_out` are a prompt the model's pooling leaves out."""
+
+    __slots__ = ("pooled_out",)
+
+    def __init__(self, ids: list[int], pooled_out: int) -> None:
+        super().__init__(ids)
+        self.pooled_out = pooled_out
 
 
 def resolve_prompt(manifest: Manifest, prompt_name: str | None = None, prompt: str | None = None) -> str:

@@ -134,7 +134,7 @@ def build_app(info: ModelInfo, model: Model, options: ServerOptions, metrics: Ht
         parsed = parse_request(body, limits=options.limits, models=names, dim=info.dim,
                                prompts=info.prompts, default_prompt=info.default_prompt)
         try:
-            vectors, prompt_tokens = await model.embed(parsed.texts)
+            vectors, prompt_tokens = await model.embed(parsed.texts, parsed.prompt)
         except Overloaded as exc:  # OpenAI answers an overloaded engine with 503 too
             raise ApiError(503, str(exc), code="server_overloaded", type="server_error") from None
         except Stopping as exc:

@@ -7,7 +7,8 @@ ever unpickled: texts travel as UTF-8 frames, vectors as float32 bytes, with a f
 header, and errors as a small JSON object.
 
     worker -> model:  [kind, request id, *payload]
-        EMBED    payload: the texts, one frame each (checked, prompts applied, by the worker)
+        EMBED    payload: the prompt the texts start with ("" for none), then the texts, one
+                 frame each (checked, prompts applied, by the worker)
         CANCEL   the worker gave the request up (its client left, or its grace period ran out)
         HEALTH   asks for the queue depth
         METRICS  asks for the model's Prometheus text

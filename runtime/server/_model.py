@@ -63,8 +63,8 @@ class Model(Protocol):
     async def stop(self) -> None:
         """After the ASGI server has let requests in flight finish."""
 
-    async def embed(self, texts: list[str]) -> tuple[Embeddings, int]:
-        """The model's vectors of `texts` (checked, prompts applied) and their token count.
+    async def embed(self, texts: list[str], prompt: str = "") -> tuple[Embeddings, int]:
+        """The model's vectors of `texts` (checked, each starting with `prompt`) and their token count.
         Raises `Overloaded` or `Stopping` when the request is not taken, `ModelUnavailable`
         when the model is gone."""
         ...
@@ -80,6 +80,7 @@ class LocalModel:
     def __init__(self, encoder: Encoder, options: ServerOptions, metrics: ModelMetrics) -> None:
         # parse_request has checked every text, so the batcher tokenizes without the Encoder's checks
         # and runs each batch it plans as one model call, as it planned it.
+        self.encoder = encoder
         self.batcher = MicroBatcher(
             encoder._tokenize, encoder._encode_batch, batching=options.batching,
             max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
@@ -93,9 +94,9 @@ class LocalModel:
     async def stop(self) -> None:
         await self.batcher.stop()
 
-    async def embed(self, texts: list[str]) -> tuple[Embeddings, int]:
+    async def embed(self, texts: list[str], prompt: str = "") -> tuple[Embeddings, int]:
         rows = await self.batcher.tokenize(texts)
-        return await self.batcher.embed(rows), sum(map(len, rows))
+        return await self.batcher.embed(self.encoder._prompted(rows, prompt)), sum(map(len, rows))
 
     async def queued(self) -> int:
         return self.batcher.queued

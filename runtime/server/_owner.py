@@ -224,8 +224,8 @@ class _Owner:
                 continue  # not from a worker of ours
             worker, kind, key, *payload = frames
             if kind == _ipc.EMBED:
-                texts = [frame.decode() for frame in payload]
-                task = loop.create_task(self._embed(router, worker, key, texts))
+                prompt, *texts = [frame.decode() for frame in payload]
+                task = loop.create_task(self._embed(router, worker, key, texts, prompt))
                 self.tasks[worker, key] = task
                 task.add_done_callback(functools.partial(self._forget, (worker, key)))
             elif kind == _ipc.CANCEL:
@@ -239,10 +239,11 @@ class _Owner:
     def _forget(self, key: tuple[bytes, bytes], _task: asyncio.Task[None]) -> None:
         self.tasks.pop(key, None)
 
-    async def _embed(self, router: zmq.asyncio.Socket, worker: bytes, key: bytes, texts: list[str]) -> None:
+    async def _embed(self, router: zmq.asyncio.Socket, worker: bytes, key: bytes, texts: list[str],
+                     prompt: str) -> None:
         reply: list[Any]
         try:
-            vectors, prompt_tokens = await self.model.embed(texts)
+            vectors, prompt_tokens = await self.model.embed(texts, prompt)
             reply = [_ipc.OK, *_ipc.vectors_payload(vectors, prompt_tokens)]
         except Overloaded as exc:
             reply = [_ipc.ERROR, *_ipc.error_payload("server_overloaded", str(exc))]

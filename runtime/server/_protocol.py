@@ -52,6 +52,7 @@ class EmbeddingRequest:
     model: str
     encoding_format: EncodingFormat
     dimensions: int | None = None  # keep the first N dimensions (then unit length again)
+    prompt: str = ""  # the prompt each text starts with
 
 
 def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: int,
@@ -105,7 +106,7 @@ def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: 
     if prompt:
         texts = [prompt + text for text in texts]
     return EmbeddingRequest(texts, model, encoding_format,
-                            dimensions if dimensions is not None and dimensions < dim else None)
+                            dimensions if dimensions is not None and dimensions < dim else None, prompt)
 
 
 def _check_input(raw: object, limits: Limits) -> list[str]:

@@ -64,8 +64,8 @@ class RemoteModel:
         self._socket.close()
         self._context.term()
 
-    async def embed(self, texts: list[str]) -> tuple[Embeddings, int]:
-        status, *payload = await self._call(_ipc.EMBED, [text.encode() for text in texts])
+    async def embed(self, texts: list[str], prompt: str = "") -> tuple[Embeddings, int]:
+        status, *payload = await self._call(_ipc.EMBED, [prompt.encode(), *(text.encode() for text in texts)])
         if status.bytes == _ipc.OK:
             return _ipc.read_vectors(payload[0].bytes, payload[1].buffer)
         code, message = _ipc.read_error(payload[0].bytes)

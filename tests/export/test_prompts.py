@@ -152,6 +152,33 @@ def test_pooling_that_leaves_the_prompt_out_gives_sentence_transformers_vectors(
     if arch == "xlm-roberta":  # the prompt's tokens really are left out of the mean
         kept = _with_prompts(architectures.build(arch, tmp_path / "kept"))
         assert _min_cos(encoder.encode(TEXTS, prompt=prompt), _st(kept).encode(TEXTS, prompt=prompt)) < 0.999
+        # the server batches requests with and without the prompt together, and marks each row
+        texts = TEXTS[:6]
+        query, plain = _served(encoder, [{"input": texts, "prompt_name": "query"}, {"input": texts}])
+        assert _min_cos(query, st.encode(texts, prompt_name="query")) >= 0.99999
+        assert _min_cos(plain, st.encode(texts)) >= 0.99999
+
+
+def _served(encoder: Encoder, bodies: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The vectors `fusembed serve` answers `bodies` with, sent at once (so batched together)."""
+    import asyncio
+
+    import httpx
+    from fusembed.server import ServerOptions, create_app
+
+    async def main() -> list[np.ndarray]:
+        app = create_app(encoder, ServerOptions(max_wait_ms=50))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fusembed") as client:
+                model = app.state.model_names[0]
+                responses = await asyncio.gather(*(client.post(
+                    "/v1/embeddings", json={"model": model, **body}) for body in bodies))
+        for response in responses:
+            assert response.status_code == 200, response.text
+        return [np.asarray([d["embedding"] for d in r.json()["data"]], np.float32) for r in responses]
+
+    return asyncio.run(main())
 
 
 def test_a_prompt_on_an_older_bundle_whose_pooling_leaves_it_out_is_refused(
