@@ -26,7 +26,7 @@ from ._batching import (
 from ._cpu import cpu_info
 from ._errors import ArgumentError, BundleError, InputError, check_positive_int
 from ._hub import HubRevision, fetch_bundle
-from ._manifest import Manifest, Variant, read_manifest
+from ._manifest import Manifest, Variant, check_files, read_manifest
 from ._progress import Progress
 from ._providers import Device, Provider, available_cpus, check_session_device, providers_for
 from ._text import surrogate_at
@@ -50,7 +50,7 @@ class Encoder:
             faster of int8 and fp32 as measured on this kind of CPU (see `Encoder.choice` for why;
             docs/export.md for the rule). int8 is never used on CUDA (it is slower there).
         threads: intra-op threads; default: the CPUs this process may use (cgroup quota aware).
-        verify: check every file's sha256 against the manifest on load.
+        verify: check the sha256 of the files it reads (tokenizer, its variant) on load.
         truncate_dim: keep the first N dimensions of every embedding (Matryoshka models).
         prompt_name, prompt: the prompt `encode` applies when a call names none (see `encode`);
             by default the model's `default_prompt_name`, if it has one.
@@ -95,7 +95,8 @@ class Encoder:
                 raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
         if not isinstance(thread_spinning, bool):
             raise ArgumentError("thread_spinning", f"must be True or False, got {thread_spinning!r}")
-        self.manifest: Manifest = read_manifest(self.bundle, verify_hashes=verify)
+        # Only the files this encoder uses are checked (below): the tokenizer and its variant.
+        self.manifest: Manifest = read_manifest(self.bundle, files=())
         self.truncate_dim: int | None = self._check_truncate_dim(truncate_dim)
         self._prompt: str | None = None  # the prompt this encoder applies when a call names none
         if prompt_name is not None or prompt is not None:
@@ -103,6 +104,8 @@ class Encoder:
         self.device: Device = device
         self.choice: Choice = _choose_variant(self.manifest, device, precision)
         self.variant: Variant = self.manifest.variants[self.choice.name]
+        check_files(self.bundle, self.manifest, used_files(self.manifest, self.choice.name),
+                    verify_hashes=verify)
         self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
         self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
         self._prompt_lengths: dict[str, int] = {}
@@ -150,10 +153,11 @@ class Encoder:
     ) -> Encoder:
         """Load the bundle published in hub repository `repo_id` (see `fusembed push`).
 
-        The manifest is fetched first, then the files it lists, all from the commit the manifest
-        came from, into the Hugging Face cache (`cache_dir`, else `HF_HUB_CACHE`); each file is
-        checked against the manifest's sha256 before it loads. With `local_files_only=True` or
-        `HF_HUB_OFFLINE=1` only the cache is used. `encoder.hub.commit` is the commit loaded.
+        The manifest is fetched first, then the tokenizer, the check set and the file of the
+        variant `device` and `precision` choose, all from the commit the manifest came from, into
+        the Hugging Face cache (`cache_dir`, else `HF_HUB_CACHE`); each file is checked against
+        the manifest's sha256 before it loads. With `local_files_only=True` or `HF_HUB_OFFLINE=1`
+        only the cache is used. `encoder.hub.commit` is the commit loaded.
 
         Args:
             repo_id: "org/name".
@@ -174,10 +178,14 @@ class Encoder:
             HubError: the repository or revision does not exist or is not accessible, the hub
                 cannot be reached, or (offline) the bundle is not in the cache.
         """
-        folder, hub = fetch_bundle(repo_id, revision=revision, cache_dir=cache_dir, token=token,
-                                   local_files_only=local_files_only, verify=verify)
+        folder, hub = fetch_bundle(
+            repo_id, revision=revision, cache_dir=cache_dir, token=token,
+            local_files_only=local_files_only, verify=verify,
+            # the check set too (small): `fusembed doctor` and `info` run from the cache then
+            wanted=lambda manifest: (*used_files(manifest, _choose_variant(manifest, device, precision).name),
+                                     *([manifest.check] if manifest.check else [])))
         encoder = cls(folder, device=device, precision=precision, threads=threads,
-                      verify=False,  # fetch_bundle checked every file against the manifest
+                      verify=False,  # fetch_bundle checked every file it fetched against the manifest
                       truncate_dim=truncate_dim, prompt_name=prompt_name, prompt=prompt,
                       bucket_shapes=bucket_shapes, warmup=warmup, thread_spinning=thread_spinning)
         encoder.hub = hub
@@ -483,6 +491,11 @@ class PromptedRow(list[int]):
     def __init__(self, ids: list[int], pooled_out: int) -> None:
         super().__init__(ids)
         self.pooled_out = pooled_out
+
+
+def used_files(manifest: Manifest, variant: str) -> tuple[str, str]:
+    """The bundle files an encoder running `variant` reads."""
+    return manifest.tokenizer, manifest.variants[variant].file
 
 
 def resolve_prompt(manifest: Manifest, prompt_name: str | None = None, prompt: str | None = None) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -61,9 +61,12 @@ def looks_like_repo_id(text: str) -> bool:
 def fetch_bundle(
     repo_id: str, *, revision: str | None = None, cache_dir: str | Path | None = None,
     token: str | bool | None = None, local_files_only: bool = False, verify: bool = True,
+    wanted: Callable[[Manifest], Collection[str]] | None = None,
 ) -> tuple[Path, HubRevision]:
     """Download (or find in the cache) the bundle in hub repository `repo_id`; returns its local
-    folder (a snapshot in the Hugging Face cache) and where it came from.
+    folder (a snapshot in the Hugging Face cache) and where it came from. `wanted` picks, from
+    the manifest, which of its files to fetch (an Encoder needs the tokenizer and one variant);
+    by default every file it lists.
 
     Raises:
         BundleError: the repository holds no fusembed manifest, its manifest is damaged, or a file
@@ -95,11 +98,13 @@ def fetch_bundle(
     commit = folder.name  # the cache keeps each snapshot under its commit hash
     manifest = _read(manifest_path, f"{where}: {MANIFEST_NAME}")
     names = sorted(manifest.files)
-    for name in names:
+    for name in names:  # every name checked, fetched or not: a bad one means a damaged manifest
         path = PurePosixPath(name)
         if path.is_absolute() or ".." in path.parts or "\\" in name:
             raise BundleError(f"{where}: the manifest lists {name!r}, which is not a path inside the "
                               "bundle; the bundle is damaged")
+    if wanted is not None:
+        names = sorted(set(names) & set(wanted(manifest)))
     for name in names:  # from the manifest's own commit, however the branch moves meanwhile
         with _hub_errors(where, repo_id, revision, cache, offline,
                          missing=partial(_incomplete, where, commit, name)):

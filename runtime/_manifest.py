@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -297,8 +297,11 @@ def _prompts(data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return {"prompts": dict(prompts), "default_prompt_name": default, **flags}
 
 
-def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:
-    """Read and check `bundle_dir/manifest.json`, and (by default) every file's sha256.
+def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True,
+                  files: Collection[str] | None = None) -> Manifest:
+    """Read and check `bundle_dir/manifest.json`, and that the files it lists are there with
+    (by default) their sha256; `files` checks only those of the listed files (an Encoder checks
+    the tokenizer and the variant it runs).
 
     Raises:
         BundleError: naming the file that is missing, unreadable, damaged or of another format.
@@ -326,7 +329,22 @@ def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:
         named.add(manifest.check)
     for name in sorted(named - set(manifest.files)):
         raise BundleError(f"{path}: file {name!r} has no sha256 entry; the bundle is damaged")
+    check_files(bundle_dir, manifest, manifest.files if files is None else files,
+                verify_hashes=verify_hashes)
+    return manifest
+
+
+def check_files(bundle_dir: Path, manifest: Manifest, names: Collection[str], *,
+                verify_hashes: bool = True) -> None:
+    """Check that the listed files among `names` are in `bundle_dir`, with (by default) the
+    sha256 the manifest gives them.
+
+    Raises:
+        BundleError: naming the file that is missing, unreadable or damaged.
+    """
     for name, expected in manifest.files.items():
+        if name not in names:
+            continue
         file = bundle_dir / name
         if not file.is_file():
             raise BundleError(f"{file}: listed in the manifest but missing from the bundle")
@@ -340,4 +358,3 @@ def read_manifest(bundle_dir: Path, *, verify_hashes: bool = True) -> Manifest:
                     f"{file}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…); "
                     "the file was changed or damaged after export; re-export the bundle"
                 )
-    return manifest

@@ -71,6 +71,15 @@ LOAD = """
     print(enc.hub.commit, enc.hub.revision, enc.bundle, enc.prompts)
 """
 
+LOAD_PRECISION = """
+    import sys
+    import numpy as np
+    from fusembed import Encoder
+    enc = Encoder.from_pretrained(sys.argv[1], precision=sys.argv[3])
+    np.save(sys.argv[2], enc.encode(["How many people live in London?",
+                                     "Around 9 Million people live in London", ""]))
+"""
+
 
 def test_download_encodes_as_the_local_bundle_and_then_works_offline(
         tiny_bundle: Path, hub: FakeHub, env: dict[str, str], tmp_path: Path) -> None:
@@ -83,11 +92,13 @@ def test_download_encodes_as_the_local_bundle_and_then_works_offline(
     assert Path(folder) == tmp_path / "hf/hub/models--org--tiny/snapshots" / commit
     want = Encoder(tiny_bundle).encode(TEXTS)
     np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), want)
-    # The manifest first, then only the files it lists, from the manifest's commit.
+    # The manifest first, then only the tokenizer, the check set and the variant `auto` runs
+    # here, from the manifest's commit.
     fetched = [path for method, path in hub.requests if method == "GET"]
     assert fetched[0] == f"/{REPO}/resolve/main/manifest.json"
+    manifest, chosen = read_manifest(tiny_bundle), Encoder(tiny_bundle).variant.file
     assert sorted(fetched[1:]) == sorted(f"/{REPO}/resolve/{commit}/{name}"
-                                         for name in read_manifest(tiny_bundle).files)
+                                         for name in (manifest.tokenizer, manifest.check, chosen))
 
     # Offline, from the cache alone: no request reaches the hub.
     asked = len(hub.requests)
@@ -99,6 +110,29 @@ def test_download_encodes_as_the_local_bundle_and_then_works_offline(
     enc = Encoder.from_pretrained(REPO, cache_dir=tmp_path / "hf/hub", local_files_only=True)
     assert enc.hub is not None and enc.hub.commit == commit and len(hub.requests) == asked
     np.testing.assert_array_equal(enc.encode(TEXTS), want)
+
+
+def test_only_the_variant_it_runs_is_fetched(minilm_bundle: Path, hub: FakeHub, env: dict[str, str],
+                                             tmp_path: Path) -> None:
+    """A CPU encoder of a bundle with fp32, int8 and fp16 downloads one graph, not three; another
+    precision asked for later fetches that graph alone."""
+    commit = hub.commit(REPO, bundle_files(minilm_bundle))
+    manifest = read_manifest(minilm_bundle)
+    assert len(manifest.variants) == 3
+    chosen = Encoder(minilm_bundle).choice.name
+    for precision in ("auto", "fp32" if chosen != "fp32" else "int8"):
+        asked = len(hub.requests)
+        result = python(LOAD_PRECISION, REPO, str(tmp_path / f"{precision}.npy"), precision, env=env)
+        assert result.returncode == 0, result.stderr
+        variant = chosen if precision == "auto" else precision
+        graphs = [manifest.variants[variant].file]
+        fetched = [path for method, path in hub.requests[asked:]  # the manifest aside
+                   if method == "GET" and path.startswith(f"/{REPO}/resolve/{commit}/")]
+        # the tokenizer and check set come with the first; the second finds them cached
+        new = [*([manifest.tokenizer, manifest.check] if precision == "auto" else []), *graphs]
+        assert sorted(fetched) == sorted(f"/{REPO}/resolve/{commit}/{name}" for name in new), fetched
+        want = Encoder(minilm_bundle, precision=variant).encode(TEXTS)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(np.load(tmp_path / f"{precision}.npy"), want)
 
 
 def test_offline_from_a_cache_laid_out_by_hand(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -200,7 +234,7 @@ TAMPERED = """
 def test_a_file_whose_sha256_differs_is_never_loaded(tiny_bundle: Path, hub: FakeHub, env: dict[str, str],
                                                      tmp_path: Path) -> None:
     files = bundle_files(tiny_bundle)
-    model = read_manifest(tiny_bundle).variants["fp32"].file
+    model = Encoder(tiny_bundle).variant.file  # the variant the encoder will fetch and run
     hub.commit("org/tampered", {**files, model: files[model] + b"\0"})
     result = python(TAMPERED, "org/tampered", env=env)
     assert result.returncode == 0, result.stderr
