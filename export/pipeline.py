@@ -150,7 +150,7 @@ def export_model(
             for name, build in candidates.items():
                 try:
                     variant = step(f"{name} variant", build, (
-                        f"up to 3 schemes, each checked on {options.calibration_texts} calibration texts"
+                        f"up to 2 schemes, each checked on {options.calibration_texts} calibration texts"
                         if name == "int8" else "float16 weights, pooling tail in float32"))
                     variants[name] = variant
                     write_manifest(staging, replace(manifest, variants=variants))

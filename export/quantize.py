@@ -28,9 +28,6 @@ The schemes, measured on all-MiniLM-L6-v2 in `benchmarks/results/int8_schemes.md
   Each weight column is scaled so that |w[2j]| + |w[2j+1]| <= 128: 8-bit precision for the
   weights that matter, and 255 * 128 fits int16. Embedding tables are int8 with one scale per
   row, as in `w8-blockwise`.
-- `w8a8-rowwise-pairsum-last2-fp32`: the same with the last two transformer layers' MatMuls kept
-  in float, tried when every layer in int8 misses the budget (on base-size models, whose last
-  layers' error reaches the embedding least diluted). Only for models of at least four layers.
 - `w8-blockwise`: int8 weights in blocks of 32 (onnxruntime's MatMulNBits, int8 compute with
   per-row activation blocks; its kernels multiply signed by signed values, |a| * |b| <= 127 * 128,
   and cannot saturate) and an int8 embedding table with one scale per row.
@@ -64,11 +61,6 @@ T = TypeVar("T")
 # Each candidate runs first on this many calibration batches (16 texts each): enough to rule out
 # a scheme whose minimum cosine already misses the budget, before it is run on all of them.
 SCREEN_BATCHES = 2
-# The rowwise fallback keeps this many last layers in float: on all-mpnet-base-v2 the last layers'
-# int8 error reaches the embedding least diluted (min cosine 0.98456 with every layer int8, 0.99580
-# with the last two in float, over 256 calibration texts).
-TAIL_LAYERS = 2
-_LAYER = re.compile(r"/layers?\.(\d+)/")
 _FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense
 
 
@@ -196,15 +188,10 @@ def quantize_int8(
     # and they missed the budget on every real model measured (all-MiniLM-L6-v2: mean 0.990,
     # all-mpnet-base-v2: 0.832), while building them costs minutes on a base-size model.
     # `benchmarks/int8_schemes.py` still compares them.
-    maxima: dict[tuple[int, str], np.ndarray] = {}  # activation maxima, shared by the rowwise candidates
     candidates: list[tuple[str, Build, bool]] = [
-        ("w8a8-rowwise-pairsum", lambda p, c: _rowwise_pairsum(quant_base, p, c, maxima), True),
+        ("w8a8-rowwise-pairsum", lambda p, c: _rowwise_pairsum(quant_base, p, c), True),
+        ("w8-blockwise", lambda p, _c: _w8_blockwise(quant_base, p), False),
     ]
-    layers = _layer_count(quant_base)
-    if layers >= 2 * TAIL_LAYERS:
-        candidates.append((f"w8a8-rowwise-pairsum-last{TAIL_LAYERS}-fp32", lambda p, c: _rowwise_pairsum(
-            quant_base, p, c, maxima, keep_float=lambda n: _layer_of(n.name) >= layers - TAIL_LAYERS), True))
-    candidates.append(("w8-blockwise", lambda p, _c: _w8_blockwise(quant_base, p), False))
     results: list[CandidateResult] = []
     screen = calibration.head(SCREEN_BATCHES)
     screened = len(screen.feeds) < len(calibration.feeds)
@@ -400,38 +387,14 @@ def _probe(model: onnx.ModelProto, names: list[str], calibration: Calibration
 
 
 # -- w8a8-rowwise-pairsum ------------------------------------------------------------------------
-def _rowwise_pairsum(quant_base: Path, out: Path, calibration: Calibration,
-                     maxima: dict[tuple[int, str], np.ndarray] | None = None, alpha: float = 0.5,
-                     weights: WeightRange = "pairsum",
-                     keep_float: Callable[[onnx.NodeProto], bool] = lambda _node: False) -> None:
-    """`maxima` caches each activation's channel maxima per calibration size, so that a second
-    rowwise candidate does not run the fp32 graph on the calibration texts again."""
+def _rowwise_pairsum(quant_base: Path, out: Path, calibration: Calibration, alpha: float = 0.5,
+                     weights: WeightRange = "pairsum") -> None:
     model = onnx.load(str(quant_base))
     _quantize_embedding_tables(model)
-    cache = {} if maxima is None else maxima
-    batches = len(calibration.feeds)
-
-    def channel_max(names: list[str]) -> dict[str, np.ndarray]:
-        missing = [n for n in names if (batches, n) not in cache]
-        if missing:
-            cache.update({(batches, n): v for n, v in _channel_abs_max(model, missing, calibration).items()})
-        return {n: cache[batches, n] for n in names}
-
-    quantize_rowwise(model, channel_max, alpha=alpha, weight_range=weights, keep_float=keep_float)
+    quantize_rowwise(model, lambda names: _channel_abs_max(model, names, calibration), alpha=alpha,
+                     weight_range=weights)
     model.ir_version = min(model.ir_version, IR_VERSION)
     onnx.save(model, str(out))
-
-
-def _layer_of(node_name: str) -> int:
-    """The transformer layer a node belongs to, from the names torch's exporter gives
-    (`.../layer.3/...`, `.../layers.3/...`); -1 outside the layers."""
-    found = _LAYER.search(node_name)
-    return int(found.group(1)) if found else -1
-
-
-def _layer_count(model_path: Path) -> int:
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    return 1 + max((_layer_of(n.name) for n in graph.node), default=-1)
 
 
 # -- w8-blockwise ----------------------------------------------------------------------------------

@@ -62,10 +62,8 @@ class RowwiseResult:
 
 
 def quantize_rowwise(model: onnx.ModelProto, channel_abs_max: ChannelMax, *, alpha: float,
-                     weight_range: WeightRange = "pairsum",
-                     keep_float: Callable[[onnx.NodeProto], bool] = lambda _node: False) -> RowwiseResult:
-    """Rewrite every MatMul with a float weight initializer in `model` (in place), except those
-    `keep_float` names.
+                     weight_range: WeightRange = "pairsum") -> RowwiseResult:
+    """Rewrite every MatMul with a float weight initializer in `model` (in place).
 
     `weight_range` is how each weight column is scaled to int8 (see the module docstring): "pairsum"
     and "7bit" are exact on every CPU; "8bit" only where the int8 GEMM has a dot product."""
@@ -75,7 +73,7 @@ def quantize_rowwise(model: onnx.ModelProto, channel_abs_max: ChannelMax, *, alp
     inits = {t.name: t for t in graph.initializer}
     groups: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.node:
-        if node.op_type == "MatMul" and node.input[1] in inits and not keep_float(node):
+        if node.op_type == "MatMul" and node.input[1] in inits:
             weight = inits[node.input[1]]
             if len(weight.dims) == 2 and weight.data_type == TensorProto.FLOAT:
                 groups[node.input[0]].append(node)
