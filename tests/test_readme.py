@@ -59,6 +59,10 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("docs/performance.md", "bash", "bash benchmarks/fastembed_venv.sh          # once: fastembed "
                                     "needs its own venv (tokenizers>=0.23)"):
         "a benchmark run of about 30 minutes",
+    ("docs/performance.md", "bash", ".venv/bin/python benchmarks/compare.py --models replica-distilbert,"
+                                    "replica-mpnet,replica-roberta,replica-xlm-roberta,replica-modernbert,"
+                                    "replica-qwen3 \\"):
+        "a benchmark run of about 20 minutes, and all-mpnet-base-v2's weights",
     ("docs/python.md", "py", "from fusembed import Encoder, cos_sim"):
         "needs an e5-style bundle, exported from the hub; the calls are tested in "
         "tests/export/test_prompts.py on an XLM-RoBERTa replica with e5's prompts",
