@@ -20,6 +20,17 @@ from fusembed import Encoder
 from fusembed.server import ServerOptions, create_app
 
 
+@pytest.fixture(scope="module")
+def encoder(tiny_bundle: Path) -> Encoder:
+    """The tiny bundle's encoder (test_serve.py has its own, of all-MiniLM-L6-v2)."""
+    return Encoder(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def model(encoder: Encoder) -> str:
+    return Path(encoder.manifest.source.model).name
+
+
 @contextlib.asynccontextmanager
 async def asgi_client(
     encoder: Encoder, options: ServerOptions | None = None

@@ -21,17 +21,6 @@ from fusembed.server import Limits, ServerOptions, _protocol, begin_shutdown, cr
 
 from .conftest import asgi_client, call
 
-
-@pytest.fixture(scope="module")
-def encoder(tiny_bundle: Path) -> Encoder:
-    return Encoder(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def model(encoder: Encoder) -> str:
-    return Path(encoder.manifest.source.model).name
-
-
 TEXTS = ["How many people live in London?", "Around 9 million people live in London", "x " * 400]
 
 

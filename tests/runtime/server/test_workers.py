@@ -29,16 +29,6 @@ from fusembed.server import run
 from .conftest import ServerProcess
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_bundle: Path) -> Encoder:
-    return Encoder(tiny_bundle)
-
-
-@pytest.fixture(scope="module")
-def model(encoder: Encoder) -> str:
-    return Path(encoder.manifest.source.model).name
-
-
 def children(pid: int) -> list[int]:
     """The processes whose parent is `pid`, from /proc."""
     found = []
