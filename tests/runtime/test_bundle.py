@@ -101,3 +101,25 @@ def test_int8_is_refused_on_cuda_before_anything_loads(bundle: Path) -> None:
 
     with pytest.raises(ArgumentError, match="int8' is for the CPU"):
         _choose_variant(read_manifest(bundle), "cuda", "int8")
+
+
+@pytest.mark.parametrize("flag", ["include_prompt", "prompt_in_mask"])
+def test_a_prompt_flag_that_is_not_a_bool_is_a_damaged_bundle(bundle: Path, flag: str) -> None:
+    edit_manifest(bundle, lambda d: d.update({flag: "yes"}))
+    with pytest.raises(BundleError, match=rf"'{flag}' must be true or false; the bundle is damaged"):
+        Encoder(bundle)
+
+
+def test_an_encoder_checks_the_files_it_reads_and_read_manifest_checks_all(
+        minilm_bundle: Path, tmp_path: Path) -> None:
+    """A missing graph of a variant the encoder does not run does not stop it; read_manifest (what
+    `fusembed info` and `doctor` use) still names it, and a damaged graph it does run stops it."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(minilm_bundle, copy)
+    (copy / "model.fp16.onnx").unlink()
+    assert Encoder(copy, precision="fp32").encode("hello").shape == (384,)
+    with pytest.raises(BundleError, match=r"model\.fp16\.onnx: listed in the manifest but missing"):
+        read_manifest(copy)
+    (copy / "model.onnx").write_bytes(b"\0")
+    with pytest.raises(BundleError, match=r"model\.onnx: sha256 mismatch"):
+        Encoder(copy, precision="fp32")
