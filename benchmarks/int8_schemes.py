@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "w8a8-rowwise with 8-bit weights (saturates on AVX2)": lambda p: quantize._rowwise_pairsum(
                 work / "base.onnx", p, calib, weights="8bit"),
             "w8a8-rowwise-pairsum": lambda p: quantize._rowwise_pairsum(work / "base.onnx", p, calib),
-            "w8-blockwise": lambda p: quantize._w8_blockwise(work / "base.onnx", p),
+            "w8-blockwise-128": lambda p: quantize._w8_blockwise(work / "base.onnx", p, block_size=128),
+            "w8-blockwise-32": lambda p: quantize._w8_blockwise(work / "base.onnx", p, block_size=32),
         }
         rows: list[str] = []
         for name, build in builders.items():

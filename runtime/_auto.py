@@ -66,8 +66,8 @@ def choose_auto(manifest: Manifest, device: str, cpu: CpuInfo) -> Choice:
         name = "int8" if ratio > 1.0 else "fp32"
         return Choice(name, f"measured on {cpu.isa} ({m8.cpu}, {m8.threads} threads, {m8.by}): "
                             f"int8 {m8.sentences_per_s:.0f} vs fp32 {m32.sentences_per_s:.0f} sentences/s")
-    if int8.scheme == "w8-blockwise":
-        return Choice("fp32", f"not measured on {cpu.isa}; the w8-blockwise int8 scheme has measured "
+    if int8.scheme.startswith("w8-blockwise"):
+        return Choice("fp32", f"not measured on {cpu.isa}; the {int8.scheme} int8 scheme has measured "
                               "slower than fp32 on every CPU class tried (`fusembed doctor --record` "
                               "measures this machine)")
     if cpu.int8_dot_product:

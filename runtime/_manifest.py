@@ -73,7 +73,7 @@ class Variant:
     parity: Parity
     optimized: bool = False
     fusions: Mapping[str, int] = field(default_factory=dict)
-    scheme: str = ""  # how the weights/activations are stored, e.g. "w8-blockwise"
+    scheme: str = ""  # how the weights/activations are stored, e.g. "w8-blockwise-128"
     selection: Mapping[str, Any] = field(default_factory=dict)  # candidates measured, and why
     quality: Quality | None = None
     verified_on: str = "cpu"

@@ -116,11 +116,14 @@ def test_a_saturating_scheme_is_never_used_without_dot_products(manifest: Manife
     assert choose_auto(old, "cpu", cpu("avx512_vnni")).name == "int8"
 
 
-def test_blockwise_needs_a_measurement(manifest: Manifest) -> None:
+@pytest.mark.parametrize("scheme", ["w8-blockwise-128", "w8-blockwise-32", "w8-blockwise"])
+def test_blockwise_needs_a_measurement(manifest: Manifest, scheme: str) -> None:
+    """Every block length, and the name older bundles gave blocks of 32."""
     v = dict(manifest.variants)
-    v["int8"] = replace(v["int8"], scheme="w8-blockwise")
+    v["int8"] = replace(v["int8"], scheme=scheme)
     blockwise = replace(manifest, variants=v)
-    assert choose_auto(blockwise, "cpu", cpu("avx512_vnni")).name == "fp32"
+    unmeasured = choose_auto(blockwise, "cpu", cpu("avx512_vnni"))
+    assert unmeasured.name == "fp32" and scheme in unmeasured.reason
     assert choose_auto(measured(blockwise, "avx512_vnni", 900, 800), "cpu", cpu("avx512_vnni")).name == "int8"
 
 

@@ -1,0 +1,77 @@
+"""The int8 search: candidates in order of expected speed, the first to meet the budget kept.
+
+The blockwise schemes store the block length in each MatMulNBits node; a model whose per-token
+scheme misses the budget gets blocks of 128 (faster) before blocks of 32 (more precise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from fusembed import read_manifest
+from fusembed._errors import ExportError
+from fusembed._similarity import row_cosine
+from fusembed.export import quantize
+from fusembed.export.texts import varied_texts
+from onnx import helper
+from tokenizers import Tokenizer
+
+
+def _calibration(bundle: Path) -> tuple[Path, quantize.Calibration]:
+    manifest = read_manifest(bundle)
+    tokenizer = Tokenizer.from_file(str(bundle / manifest.tokenizer))
+    fp32 = bundle / manifest.variants["fp32"].file
+    return fp32, quantize.Calibration.build(tokenizer, varied_texts(64, seed=5), fp32, manifest.pad_token_id)
+
+
+def _block_sizes(path: Path) -> set[int]:
+    nodes = [n for n in onnx.load(str(path)).graph.node if n.op_type == "MatMulNBits"]
+    assert nodes
+    return {helper.get_attribute_value(a) for n in nodes for a in n.attribute if a.name == "block_size"}
+
+
+def test_blockwise_schemes_store_their_block_length(tiny_bundle: Path, tmp_path: Path) -> None:
+    fp32, calibration = _calibration(tiny_bundle)
+    for block in (128, 32):
+        path = tmp_path / f"b{block}.onnx"
+        quantize._w8_blockwise(fp32, path, block_size=block)
+        assert _block_sizes(path) == {block}
+        cos = row_cosine(calibration.reference, quantize.run_graph(path, calibration.feeds))
+        assert cos.min() >= 0.99, (block, cos.min())
+
+
+def test_search_keeps_the_first_scheme_within_budget(tiny_bundle: Path, tmp_path: Path) -> None:
+    fp32, calibration = _calibration(tiny_bundle)
+    worst: dict[str, float] = {}
+    for scheme, build in (
+        ("w8a8-rowwise-pairsum", lambda p: quantize._rowwise_pairsum(fp32, p, calibration)),
+        ("w8-blockwise-128", lambda p: quantize._w8_blockwise(fp32, p, block_size=128)),
+    ):
+        path = tmp_path / f"{scheme}.onnx"
+        build(path)
+        worst[scheme] = float(row_cosine(calibration.reference,
+                                         quantize.run_graph(path, calibration.feeds)).min())
+    # One activation scale per 128 values holds more than one per token (the premise of the order).
+    assert worst["w8-blockwise-128"] > worst["w8a8-rowwise-pairsum"], worst
+    budget = (worst["w8-blockwise-128"] + worst["w8a8-rowwise-pairsum"]) / 2
+
+    result = quantize.quantize_int8(fp32, fp32, tmp_path / "int8.onnx", calibration,
+                                    min_mean_cosine=0.0, min_cosine=budget)
+    assert result.scheme == "w8-blockwise-128"
+    assert [(c.scheme, c.passed) for c in result.candidates] == [
+        ("w8a8-rowwise-pairsum", False), ("w8-blockwise-128", True)]
+    assert "w8a8-rowwise-pairsum did not" in result.reason
+    assert _block_sizes(tmp_path / "int8.onnx") == {128}
+    assert sorted(p.name for p in tmp_path.glob("int8*.onnx")) == ["int8.onnx"]  # no candidate left behind
+
+
+def test_search_tries_every_scheme_in_order_before_giving_up(tiny_bundle: Path, tmp_path: Path) -> None:
+    fp32, calibration = _calibration(tiny_bundle)
+    lines: list[str] = []
+    with pytest.raises(ExportError, match="no scheme met the budget"):
+        quantize.quantize_int8(fp32, fp32, tmp_path / "int8.onnx", calibration,
+                               min_mean_cosine=0.0, min_cosine=1.01, log=lines.append)
+    verdicts = [line.split()[2].rstrip(":") for line in lines if line.startswith("  int8 candidate ")]
+    assert verdicts == ["w8a8-rowwise-pairsum", "w8-blockwise-128", "w8-blockwise-32"]
+    assert not list(tmp_path.glob("*.onnx"))  # every candidate's file is removed
