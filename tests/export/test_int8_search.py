@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from fusembed import read_manifest
@@ -75,3 +76,26 @@ def test_search_tries_every_scheme_in_order_before_giving_up(tiny_bundle: Path, 
     verdicts = [line.split()[2].rstrip(":") for line in lines if line.startswith("  int8 candidate ")]
     assert verdicts == ["w8a8-rowwise-pairsum", "w8-blockwise-128", "w8-blockwise-32"]
     assert not list(tmp_path.glob("*.onnx"))  # every candidate's file is removed
+
+
+def test_blocks_of_128_see_an_even_token_width(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Odd row counts take another rounding path in onnxruntime's VNNI kernel for blocks of 128,
+    so the graph pads odd widths by one padding token: a batch of odd width gives exactly the
+    vectors of the same batch padded by hand, and a text alone the vector it has in a batch."""
+    fp32, calibration = _calibration(tiny_bundle)
+    path = tmp_path / "b128.onnx"
+    quantize._w8_blockwise(fp32, path, block_size=128, even_width_pad=calibration.pad_id)
+    graph = onnx.load(str(path)).graph
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert sorted(n.input[0] for n in pads) == sorted(i.name for i in graph.input)
+    odd = next(f for f in calibration.feeds if f["input_ids"].shape[1] % 2 == 1)
+    even = {"input_ids": np.pad(odd["input_ids"], ((0, 0), (0, 1)), constant_values=calibration.pad_id),
+            "attention_mask": np.pad(odd["attention_mask"], ((0, 0), (0, 1)))}
+    np.testing.assert_array_equal(quantize.run_graph(path, [odd]), quantize.run_graph(path, [even]))
+
+    session = quantize._session(path)
+    together = session.run(None, odd)[0]
+    for row in range(len(together)):
+        length = int(odd["attention_mask"][row].sum())
+        alone = session.run(None, {k: v[row : row + 1, :length] for k, v in odd.items()})[0]
+        assert float(row_cosine(alone, together[row : row + 1])[0]) >= 0.99999
