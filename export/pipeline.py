@@ -247,7 +247,7 @@ def _int8(raw: Path, fp32: Path, staging: Path, work: Path, tokenizer: Tokenizer
                            min_mean_cosine=options.int8_min_mean_cosine,
                            min_cosine=options.int8_min_cosine, log=log)
     return Variant(precision="int8", file=FILES["int8"], parity=_PENDING, optimized=True,
-                   scheme=result.scheme, selection={
+                   scheme=result.scheme, token_multiple=result.token_multiple, selection={
                        "reason": result.reason,
                        "candidates": [asdict(c) for c in result.candidates]})
 

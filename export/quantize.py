@@ -65,6 +65,15 @@ T = TypeVar("T")
 # Each candidate runs first on this many calibration batches (16 texts each): enough to rule out
 # a scheme whose minimum cosine already misses the budget, before it is run on all of them.
 SCREEN_BATCHES = 2
+# Schemes whose graphs must see an even token width (`Variant.token_multiple`): onnxruntime's
+# AVX-512 VNNI kernel for MatMulNBits with blocks of 128 and int8 compute runs rows in pairs and an
+# odd last row alone, and the two paths round the float sums differently in the last bit. A text
+# of odd length then got other sums alone than in a batch, and one-bit differences, each moving
+# some activations one int8 step, grew to cosine 0.9995 between a text alone and in a batch on
+# all-mpnet-base-v2. Padded to an even width (one masked padding token), every row runs in a
+# pair: 0.9999992, at 2, 5 and 16 threads. Padding inside the graph would hide the token shape
+# from onnxruntime's SkipLayerNormalization fusion, whose absence cost that model min cosine 0.95.
+TOKEN_MULTIPLE = {"w8-blockwise-128": 2}
 # Texts per run of the activation-range probe (see `_channel_abs_max`).
 PROBE_ROWS = 4
 _FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense
@@ -101,6 +110,16 @@ class Calibration:
         feeds = self.feeds[:batches]
         return Calibration(feeds, self.reference[: self.rows(batches)], self.pad_id)
 
+    def padded_to(self, multiple: int) -> Calibration:
+        """The same batches with each token width padded up to a multiple of `multiple`."""
+        feeds = []
+        for f in self.feeds:
+            extra = -f["input_ids"].shape[1] % multiple
+            feeds.append(f if not extra else {
+                "input_ids": np.pad(f["input_ids"], ((0, 0), (0, extra)), constant_values=self.pad_id),
+                "attention_mask": np.pad(f["attention_mask"], ((0, 0), (0, extra)))})
+        return Calibration(tuple(feeds), self.reference, self.pad_id)
+
     def rows(self, batches: int) -> int:
         """How many texts the first `batches` batches hold."""
         return sum(len(f["input_ids"]) for f in self.feeds[:batches])
@@ -127,6 +146,7 @@ class QuantizeResult:
     scheme: str
     reason: str
     candidates: tuple[CandidateResult, ...] = field(default_factory=tuple)
+    token_multiple: int = 1  # see TOKEN_MULTIPLE
 
 
 def _session(model: Path | bytes) -> ort.InferenceSession:
@@ -197,16 +217,18 @@ def quantize_int8(
     # `benchmarks/int8_schemes.py` still compares them.
     candidates: list[tuple[str, Build, bool]] = [
         ("w8a8-rowwise-pairsum", lambda p, c: _rowwise_pairsum(quant_base, p, c), True),
-        ("w8-blockwise-128", lambda p, c: _w8_blockwise(quant_base, p, block_size=128,
-                                                        even_width_pad=c.pad_id), False),
+        ("w8-blockwise-128", lambda p, _c: _w8_blockwise(quant_base, p, block_size=128), False),
         ("w8-blockwise-32", lambda p, _c: _w8_blockwise(quant_base, p, block_size=32), False),
     ]
     results: list[CandidateResult] = []
-    screen = calibration.head(SCREEN_BATCHES)
-    screened = len(screen.feeds) < len(calibration.feeds)
+    screened = len(calibration.feeds) > SCREEN_BATCHES
     for scheme, build, calibrated in candidates:
+        # Measured on the token widths the runtime will give it.
+        multiple = TOKEN_MULTIPLE.get(scheme, 1)
+        cal = calibration.padded_to(multiple)
+        screen = cal.head(SCREEN_BATCHES)
         path = out.with_name(f"{out.stem}.{scheme}.onnx")
-        first = screen if screened and calibrated else calibration
+        first = screen if screened and calibrated else cal
         source = f" from {len(first.reference)} calibration texts" if calibrated else ""
         timed(log, f"{scheme}: built{source}", build, path, first)
         got = timed(log, f"{scheme}: screened on {len(screen.reference)} texts",
@@ -214,21 +236,21 @@ def quantize_int8(
         cos = row_cosine(screen.reference, got)
         if cos.min() >= min_cosine and screened:
             if calibrated:
-                timed(log, f"{scheme}: built again from all {len(calibration.reference)} calibration texts",
-                       build, path, calibration)
+                timed(log, f"{scheme}: built again from all {len(cal.reference)} calibration texts",
+                       build, path, cal)
                 skip = 0
             else:  # the same graph: its screen cosines stand, the rest of the texts follow
                 skip = len(screen.feeds)
             rest = timed(log, f"{scheme}: run on the calibration texts", _cosines_until_below,
-                          path, calibration, min_cosine, skip)
+                          path, cal, min_cosine, skip)
             cos = np.concatenate([cos, rest]) if skip else rest
         result = CandidateResult(scheme, float(cos.mean()), float(cos.min()),
                                  round(path.stat().st_size / 1e6, 1),
                                  bool(cos.mean() >= min_mean_cosine and cos.min() >= min_cosine
-                                      and len(cos) == len(calibration.reference)), len(cos))
+                                      and len(cos) == len(cal.reference)), len(cos))
         results.append(result)
         verdict = "ok" if result.passed else "misses budget"
-        if len(cos) < len(calibration.reference):
+        if len(cos) < len(cal.reference):
             verdict += f" on its first {len(cos)} texts: ruled out"
         log(f"  int8 candidate {scheme}: mean cosine {result.mean_cosine:.5f}, "
             f"min {result.min_cosine:.5f}, {result.size_mb} MB -> {verdict}")
@@ -236,9 +258,9 @@ def quantize_int8(
             path.replace(out)
             faster = [r.scheme for r in results[:-1]]
             reason = (f"first scheme, in order of expected speed, to meet mean cosine >= {min_mean_cosine} "
-                      f"and min cosine >= {min_cosine} against fp32 on {len(calibration.reference)} "
+                      f"and min cosine >= {min_cosine} against fp32 on {len(cal.reference)} "
                       "calibration texts" + (f"; {', '.join(faster)} did not" if faster else ""))
-            return QuantizeResult(out, scheme, reason, tuple(results))
+            return QuantizeResult(out, scheme, reason, tuple(results), multiple)
         path.unlink()
     best = max(results, key=lambda r: r.min_cosine)
     raise ExportError(
@@ -412,9 +434,7 @@ def _rowwise_pairsum(quant_base: Path, out: Path, calibration: Calibration, alph
 
 
 # -- w8-blockwise-* --------------------------------------------------------------------------------
-def _w8_blockwise(quant_base: Path, out: Path, block_size: int, even_width_pad: int | None = None) -> None:
-    """MatMulNBits with int8 compute. With `even_width_pad` (the pad token id), the graph first pads
-    its token inputs to an even width (`_pad_to_even_width`)."""
+def _w8_blockwise(quant_base: Path, out: Path, block_size: int) -> None:
     # onnxruntime's MatMulNBits module calls logging.basicConfig(level=INFO) when imported, which
     # would print every skipped node and every other library's INFO lines from then on.
     root = logging.getLogger()
@@ -432,49 +452,8 @@ def _w8_blockwise(quant_base: Path, out: Path, block_size: int, even_width_pad: 
                                      accuracy_level=4)
     quantizer.process()
     result = quantizer.model.model
-    if even_width_pad is not None:
-        _pad_to_even_width(result, even_width_pad)
     result.ir_version = min(result.ir_version, IR_VERSION)
     onnx.save(result, str(out))
-
-
-def _pad_to_even_width(model: onnx.ModelProto, pad_id: int) -> None:
-    """Pad the token inputs (batch, tokens) with one padding token when their width is odd.
-
-    onnxruntime's AVX-512 VNNI kernel for MatMulNBits with blocks of 128 and int8 compute runs
-    rows in pairs and a last odd row alone, and the two paths round differently in the last bit
-    of the float sums. A text's last token then gets other sums alone (an odd row count) than in
-    a batch, and one-bit differences, each moving some activations one int8 step, grew to cosine
-    0.9995 between a text alone and in a batch on all-mpnet-base-v2. With an even width every
-    row count is even, every row runs in a pair, and a text gets the same vector alone or in any
-    batch (0.9999992 there, at 2, 5 and 16 threads). The padding token is masked out like any
-    other, so the embedding is the same; it costs one token on texts of odd length."""
-    graph = model.graph
-    names = [i.name for i in graph.input if i.name in ("input_ids", "attention_mask", "token_type_ids")]
-    renamed = {name: f"{name}_even_width" for name in names}
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-    prefix = "fusembed_even_width"
-    graph.initializer.extend([
-        numpy_helper.from_array(np.array([1], np.int64), f"{prefix}_one"),
-        numpy_helper.from_array(np.array([2], np.int64), f"{prefix}_two"),
-        numpy_helper.from_array(np.array([0, 0, 0], np.int64), f"{prefix}_no_pads"),
-    ])
-    nodes = [
-        helper.make_node("Shape", ["input_ids"], [f"{prefix}_shape"]),
-        helper.make_node("Slice", [f"{prefix}_shape", f"{prefix}_one", f"{prefix}_two"], [f"{prefix}_width"]),
-        helper.make_node("Mod", [f"{prefix}_width", f"{prefix}_two"], [f"{prefix}_odd"]),
-        helper.make_node("Concat", [f"{prefix}_no_pads", f"{prefix}_odd"], [f"{prefix}_pads"], axis=0),
-    ]
-    for name in names:
-        fill = pad_id if name == "input_ids" else 0
-        graph.initializer.append(numpy_helper.from_array(np.array(fill, np.int64), f"{prefix}_{name}_fill"))
-        nodes.append(helper.make_node("Pad", [name, f"{prefix}_pads", f"{prefix}_{name}_fill"],
-                                      [renamed[name]], mode="constant"))
-    for offset, node in enumerate(nodes):
-        graph.node.insert(offset, node)
 
 
 def _quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = 256) -> int:

@@ -78,6 +78,9 @@ class Variant:
     quality: Quality | None = None
     verified_on: str = "cpu"
     measurements: tuple[Measurement, ...] = ()
+    # Every batch's token width is padded to a multiple of this before the graph runs: a kernel
+    # whose rounding depends on the row count's parity gives a text the same vector in any batch.
+    token_multiple: int = 1
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,14 @@ def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _token_multiple(raw: Mapping[str, Any], where: str) -> int:
+    value = _require(raw, "token_multiple", int, where) if "token_multiple" in raw else 1
+    if not 1 <= value <= 64:
+        raise BundleError(f"{where}: field 'token_multiple' must lie in [1, 64], got {value}; "
+                          "the bundle is damaged")
+    return int(value)
+
+
 def _choice(value: str, allowed: Any, key: str, where: str) -> Any:
     if value not in get_args(allowed):
         raise BundleError(f"{where}: {key} {value!r} is not one of {get_args(allowed)}")
@@ -255,6 +266,7 @@ def _parse(data: Mapping[str, Any], where: str) -> Manifest:
             quality=_quality(raw.get("quality"), vwhere),
             verified_on=str(raw.get("verified_on", "cpu")),
             measurements=_measurements(raw.get("measurements"), vwhere),
+            token_multiple=_token_multiple(raw, vwhere),
         )
     if not variants:
         raise BundleError(f"{where}: the bundle lists no ONNX variants; re-export it")

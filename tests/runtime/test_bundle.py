@@ -110,6 +110,21 @@ def test_a_prompt_flag_that_is_not_a_bool_is_a_damaged_bundle(bundle: Path, flag
         Encoder(bundle)
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("2", "'token_multiple' has the wrong type"), (True, "'token_multiple' has the wrong type"),
+    (0, r"'token_multiple' must lie in \[1, 64\], got 0"), (1000, "got 1000")])
+def test_a_bad_token_multiple_is_a_damaged_bundle(bundle: Path, value: object, message: str) -> None:
+    edit_manifest(bundle, lambda d: d["variants"]["fp32"].update(token_multiple=value))
+    with pytest.raises(BundleError, match=message):
+        read_manifest(bundle)
+
+
+def test_a_manifest_without_token_multiple_pads_nothing(bundle: Path) -> None:
+    """Bundles exported before the field existed run as they did."""
+    edit_manifest(bundle, lambda d: [v.pop("token_multiple", None) for v in d["variants"].values()])
+    assert {v.token_multiple for v in read_manifest(bundle).variants.values()} == {1}
+
+
 def test_an_encoder_checks_the_files_it_reads_and_read_manifest_checks_all(
         minilm_bundle: Path, tmp_path: Path) -> None:
     """A missing graph of a variant the encoder does not run does not stop it; read_manifest (what
