@@ -25,7 +25,7 @@ from .fp16 import convert_fp16
 from .graph import build_fused_graph
 from .optimize import OptimizeResult, optimize_graph
 from .options import FILES, ExportOptions
-from .quantize import Calibration, quantize_int8, timed
+from .quantize import SCHEMES, Calibration, quantize_int8, timed
 from .resolve import ModelFacts, ResolvedModel, resolve_model
 from .texts import varied_texts
 from .verify import (
@@ -150,7 +150,8 @@ def export_model(
             for name, build in candidates.items():
                 try:
                     variant = step(f"{name} variant", build, (
-                        f"up to 2 schemes, each checked on {options.calibration_texts} calibration texts"
+                        f"up to {len(SCHEMES)} schemes, each checked on "
+                        f"{options.calibration_texts} calibration texts"
                         if name == "int8" else "float16 weights, pooling tail in float32"))
                     variants[name] = variant
                     write_manifest(staging, replace(manifest, variants=variants))

@@ -65,6 +65,8 @@ T = TypeVar("T")
 # Each candidate runs first on this many calibration batches (16 texts each): enough to rule out
 # a scheme whose minimum cosine already misses the budget, before it is run on all of them.
 SCREEN_BATCHES = 2
+# The int8 schemes the export tries, in this order (`quantize_int8`).
+SCHEMES = ("w8a8-rowwise-pairsum", "w8-blockwise-128", "w8-blockwise-32")
 # Schemes whose graphs must see an even token width (`Variant.token_multiple`): onnxruntime's
 # AVX-512 VNNI kernel for MatMulNBits with blocks of 128 and int8 compute runs rows in pairs and an
 # odd last row alone, and the two paths round the float sums differently in the last bit. A text
@@ -215,11 +217,12 @@ def quantize_int8(
     # and they missed the budget on every real model measured (all-MiniLM-L6-v2: mean 0.990,
     # all-mpnet-base-v2: 0.832), while building them costs minutes on a base-size model.
     # `benchmarks/int8_schemes.py` still compares them.
-    candidates: list[tuple[str, Build, bool]] = [
-        ("w8a8-rowwise-pairsum", lambda p, c: _rowwise_pairsum(quant_base, p, c), True),
-        ("w8-blockwise-128", lambda p, _c: _w8_blockwise(quant_base, p, block_size=128), False),
-        ("w8-blockwise-32", lambda p, _c: _w8_blockwise(quant_base, p, block_size=32), False),
-    ]
+    builders: dict[str, tuple[Build, bool]] = {
+        "w8a8-rowwise-pairsum": (lambda p, c: _rowwise_pairsum(quant_base, p, c), True),
+        "w8-blockwise-128": (lambda p, _c: _w8_blockwise(quant_base, p, block_size=128), False),
+        "w8-blockwise-32": (lambda p, _c: _w8_blockwise(quant_base, p, block_size=32), False),
+    }
+    candidates = [(scheme, *builders[scheme]) for scheme in SCHEMES]
     results: list[CandidateResult] = []
     screened = len(calibration.feeds) > SCREEN_BATCHES
     for scheme, build, calibrated in candidates:
