@@ -153,3 +153,28 @@ def test_real_model_int8_keeps_its_quality_on_avx2(minilm_bundle: Path, haswell:
     assert row_cosine(native, emulated).min() >= 0.999
     assert abs(avx2.min() - here.min()) < 1e-3 and abs(avx2.mean() - here.mean()) < 2e-4
     assert avx2.min() >= 0.99  # the export's budget
+
+
+@pytest.mark.parametrize("block", [128, 32])
+def test_blockwise_schemes_give_the_same_vectors_on_avx2(tiny_bundle: Path, haswell: list[str],
+                                                         tmp_path: Path, block: int) -> None:
+    """MatMulNBits multiplies s8 by s8 (|a| x |b| <= 127 x 128: no pair reaches int16), so the
+    blockwise int8 graphs give AVX2 the sums of the native kernels; only float rounding differs."""
+    from fusembed.export import quantize
+    from fusembed.export.texts import varied_texts
+    from tokenizers import Tokenizer
+
+    manifest = read_manifest(tiny_bundle)
+    tokenizer = Tokenizer.from_file(str(tiny_bundle / manifest.tokenizer))
+    rows = [e.ids for e in tokenizer.encode_batch(varied_texts(12, seed=8))]
+    width = max(map(len, rows)) + max(map(len, rows)) % 2  # an even width, as the runtime gives it
+    ids = np.full((len(rows), width), manifest.pad_token_id, np.int64)
+    mask = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    path = tmp_path / f"b{block}.onnx"
+    quantize._w8_blockwise(tiny_bundle / manifest.variants["fp32"].file, path, block_size=block)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    native = run(path, feeds, tmp_path)[0]
+    emulated = run(path, feeds, tmp_path, haswell)[0]
+    assert float(row_cosine(native, emulated).min()) >= 0.9999
