@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import numpy as np
 import onnx
 import onnxruntime as ort
-from fusembed._batching import pad_batch
+from fusembed._batching import pad_batch, pad_width_to
 from fusembed._errors import ExportError
 from fusembed._similarity import row_cosine
 from onnx import TensorProto, helper, numpy_helper
@@ -65,9 +65,7 @@ T = TypeVar("T")
 # Each candidate runs first on this many calibration batches (16 texts each): enough to rule out
 # a scheme whose minimum cosine already misses the budget, before it is run on all of them.
 SCREEN_BATCHES = 2
-# The int8 schemes the export tries, in this order (`quantize_int8`).
-SCHEMES = ("w8a8-rowwise-pairsum", "w8-blockwise-128", "w8-blockwise-32")
-# Schemes whose graphs must see an even token width (`Variant.token_multiple`): onnxruntime's
+# `Scheme.token_multiple` of w8-blockwise-128 (`Variant.token_multiple`): onnxruntime's
 # AVX-512 VNNI kernel for MatMulNBits with blocks of 128 and int8 compute runs rows in pairs and an
 # odd last row alone, and the two paths round the float sums differently in the last bit. A text
 # of odd length then got other sums alone than in a batch, and one-bit differences, each moving
@@ -75,7 +73,6 @@ SCHEMES = ("w8a8-rowwise-pairsum", "w8-blockwise-128", "w8-blockwise-32")
 # all-mpnet-base-v2. Padded to an even width (one masked padding token), every row runs in a
 # pair: 0.9999992, at 2, 5 and 16 threads. Padding inside the graph would hide the token shape
 # from onnxruntime's SkipLayerNormalization fusion, whose absence cost that model min cosine 0.95.
-TOKEN_MULTIPLE = {"w8-blockwise-128": 2}
 # Texts per run of the activation-range probe (see `_channel_abs_max`).
 PROBE_ROWS = 4
 _FFN2 = re.compile(r"layer\.\d+/output/dense/MatMul")  # not attention/output/dense
@@ -87,7 +84,7 @@ class Calibration:
 
     feeds: tuple[Feeds, ...]
     reference: np.ndarray
-    pad_id: int = 0
+    pad_id: int
 
     @classmethod
     def build(cls, tokenizer: Tokenizer, texts: Sequence[str], fp32: Path, pad_id: int,
@@ -113,13 +110,14 @@ class Calibration:
         return Calibration(feeds, self.reference[: self.rows(batches)], self.pad_id)
 
     def padded_to(self, multiple: int) -> Calibration:
-        """The same batches with each token width padded up to a multiple of `multiple`."""
+        """The same batches with each token width padded up to a multiple of `multiple`, as an
+        encoder pads them for a variant with that `token_multiple`."""
+        if multiple == 1:
+            return self
         feeds = []
         for f in self.feeds:
-            extra = -f["input_ids"].shape[1] % multiple
-            feeds.append(f if not extra else {
-                "input_ids": np.pad(f["input_ids"], ((0, 0), (0, extra)), constant_values=self.pad_id),
-                "attention_mask": np.pad(f["attention_mask"], ((0, 0), (0, extra)))})
+            ids, mask = pad_width_to(f["input_ids"], f["attention_mask"], multiple, self.pad_id)
+            feeds.append({"input_ids": ids, "attention_mask": mask})
         return Calibration(tuple(feeds), self.reference, self.pad_id)
 
     def rows(self, batches: int) -> int:
@@ -148,7 +146,7 @@ class QuantizeResult:
     scheme: str
     reason: str
     candidates: tuple[CandidateResult, ...] = field(default_factory=tuple)
-    token_multiple: int = 1  # see TOKEN_MULTIPLE
+    token_multiple: int = 1  # the kept scheme's (`Scheme.token_multiple`)
 
 
 def _session(model: Path | bytes) -> ort.InferenceSession:
@@ -211,36 +209,28 @@ def quantize_int8(
     minutes each. A candidate that passes the screen is built again from all calibration texts
     (where it depends on them) and measured on all of them.
     """
-    Build = Callable[[Path, Calibration], None]
-    # (scheme, build, depends on the calibration). The w7a8-static schemes are not tried: one
+    # The w7a8-static schemes are not tried: one
     # calibrated scale per activation tensor cannot hold the outlier channels of trained models,
     # and they missed the budget on every real model measured (all-MiniLM-L6-v2: mean 0.990,
     # all-mpnet-base-v2: 0.832), while building them costs minutes on a base-size model.
     # `benchmarks/int8_schemes.py` still compares them.
-    builders: dict[str, tuple[Build, bool]] = {
-        "w8a8-rowwise-pairsum": (lambda p, c: _rowwise_pairsum(quant_base, p, c), True),
-        "w8-blockwise-128": (lambda p, _c: _w8_blockwise(quant_base, p, block_size=128), False),
-        "w8-blockwise-32": (lambda p, _c: _w8_blockwise(quant_base, p, block_size=32), False),
-    }
-    candidates = [(scheme, *builders[scheme]) for scheme in SCHEMES]
     results: list[CandidateResult] = []
     screened = len(calibration.feeds) > SCREEN_BATCHES
-    for scheme, build, calibrated in candidates:
-        # Measured on the token widths the runtime will give it.
-        multiple = TOKEN_MULTIPLE.get(scheme, 1)
-        cal = calibration.padded_to(multiple)
+    for candidate in SCHEMES:
+        scheme, calibrated, multiple = candidate.name, candidate.calibrated, candidate.token_multiple
+        cal = calibration.padded_to(multiple)  # measured on the token widths the runtime gives it
         screen = cal.head(SCREEN_BATCHES)
         path = out.with_name(f"{out.stem}.{scheme}.onnx")
         first = screen if screened and calibrated else cal
         source = f" from {len(first.reference)} calibration texts" if calibrated else ""
-        timed(log, f"{scheme}: built{source}", build, path, first)
+        timed(log, f"{scheme}: built{source}", candidate.build, quant_base, path, first)
         got = timed(log, f"{scheme}: screened on {len(screen.reference)} texts",
                      run_graph, path, screen.feeds)
         cos = row_cosine(screen.reference, got)
         if cos.min() >= min_cosine and screened:
             if calibrated:
                 timed(log, f"{scheme}: built again from all {len(cal.reference)} calibration texts",
-                       build, path, cal)
+                       candidate.build, quant_base, path, cal)
                 skip = 0
             else:  # the same graph: its screen cosines stand, the rest of the texts follow
                 skip = len(screen.feeds)
@@ -457,6 +447,27 @@ def _w8_blockwise(quant_base: Path, out: Path, block_size: int) -> None:
     result = quantizer.model.model
     result.ir_version = min(result.ir_version, IR_VERSION)
     onnx.save(result, str(out))
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """An int8 candidate: how it is built from the graph fused for quantisation, whether it reads
+    the calibration texts, and the token width multiple its graph must see."""
+
+    name: str
+    build: Callable[[Path, Path, Calibration], None]  # (quant_base, out, calibration)
+    calibrated: bool
+    token_multiple: int = 1
+
+
+# The int8 schemes the export tries, in this order (`quantize_int8`). The lambdas look the builders
+# up when called, so that a test can replace one.
+SCHEMES = (
+    Scheme("w8a8-rowwise-pairsum", lambda base, out, cal: _rowwise_pairsum(base, out, cal), True),
+    Scheme("w8-blockwise-128", lambda base, out, _cal: _w8_blockwise(base, out, block_size=128), False,
+           token_multiple=2),
+    Scheme("w8-blockwise-32", lambda base, out, _cal: _w8_blockwise(base, out, block_size=32), False),
+)
 
 
 def _quantize_embedding_tables(model: onnx.ModelProto, min_rows: int = 256) -> int:

@@ -67,9 +67,9 @@ def choose_auto(manifest: Manifest, device: str, cpu: CpuInfo) -> Choice:
         return Choice(name, f"measured on {cpu.isa} ({m8.cpu}, {m8.threads} threads, {m8.by}): "
                             f"int8 {m8.sentences_per_s:.0f} vs fp32 {m32.sentences_per_s:.0f} sentences/s")
     if int8.scheme.startswith("w8-blockwise"):
-        return Choice("fp32", f"not measured on {cpu.isa}; the {int8.scheme} int8 scheme has measured "
-                              "slower than fp32 on every CPU class tried (`fusembed doctor --record` "
-                              "measures this machine)")
+        return Choice("fp32", f"not measured on {cpu.isa}; how the {int8.scheme} int8 scheme compares "
+                              "with fp32 differs between CPU classes (from slower to 1.5x faster), so "
+                              "fp32 until measured (`fusembed doctor --record` measures this machine)")
     if cpu.int8_dot_product:
         return Choice("int8", f"not measured on {cpu.isa}; int8 GEMMs have a dot-product instruction "
                               "here, where they run faster than fp32 (`fusembed doctor --record` "

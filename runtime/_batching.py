@@ -147,6 +147,18 @@ def pad_batch(
     return ids, mark_prompt(mask.astype(np.int64), prompt_tokens)
 
 
+def pad_width_to(
+    ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64], multiple: int, pad_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """`ids` and `mask` with their token width padded up to a multiple of `multiple` by masked
+    padding tokens (the manifest's `token_multiple`); as they are when it already is one."""
+    extra = -ids.shape[1] % multiple
+    if not extra:
+        return ids, mask
+    return (np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id),
+            np.pad(mask, ((0, 0), (0, extra))))
+
+
 def mark_prompt(mask: npt.NDArray[np.int64], prompt_tokens: int) -> npt.NDArray[np.int64]:
     """`mask` with its first `prompt_tokens` columns' tokens (1) marked as prompt (2), in place."""
     if prompt_tokens > 0:

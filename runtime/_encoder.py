@@ -21,6 +21,7 @@ from ._batching import (
     ShapeBuckets,
     mark_prompt,
     pad_batch,
+    pad_width_to,
     plan_batches,
 )
 from ._cpu import cpu_info
@@ -464,10 +465,7 @@ class Encoder:
         rows = len(ids)
         if self._buckets is not None:
             ids, mask = self._buckets.pad(ids, mask, self.manifest.pad_token_id)
-        odd = -ids.shape[1] % self.variant.token_multiple
-        if odd:  # masked padding: the vectors are unchanged, the graph's row count is even
-            ids = np.pad(ids, ((0, 0), (0, odd)), constant_values=self.manifest.pad_token_id)
-            mask = np.pad(mask, ((0, 0), (0, odd)))
+        ids, mask = pad_width_to(ids, mask, self.variant.token_multiple, self.manifest.pad_token_id)
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._needs_type_ids:
             feeds["token_type_ids"] = np.zeros_like(ids)

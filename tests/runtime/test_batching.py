@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fusembed._batching import ShapeBuckets, pad_batch, plan_batches
+from fusembed._batching import ShapeBuckets, pad_batch, pad_width_to, plan_batches
 
 
 @pytest.mark.parametrize(("batch_size", "max_tokens"), [(32, 8192), (4, 100), (1, 10), (64, 64)])
@@ -93,3 +93,13 @@ def test_warmup_shapes_cover_every_planned_shape_largest_first() -> None:
     for size in (64, 5, 1):
         for idx in plan_batches(lengths, size, 4096, buckets):
             assert buckets.shape(len(idx), int(lengths[idx].max())) in set(shapes)
+
+
+def test_pad_width_to_a_multiple() -> None:
+    ids, mask = pad_batch([[101, 7, 102], [101, 102]], 0)
+    even_ids, even_mask = pad_width_to(ids, mask, 2, 0)
+    assert even_ids.tolist() == [[101, 7, 102, 0], [101, 102, 0, 0]]
+    assert even_mask.tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
+    assert pad_width_to(even_ids, even_mask, 2, 0)[0] is even_ids  # already a multiple: untouched
+    assert pad_width_to(ids, mask, 1, 0)[0] is ids
+    assert pad_width_to(ids, mask, 4, 9)[0].tolist() == [[101, 7, 102, 9], [101, 102, 0, 9]]
