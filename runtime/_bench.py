@@ -98,7 +98,7 @@ def run_bench(
     batch1["mean"] = float(np.mean(samples))
     batches = [_batch(enc, items, size) for size in batch_sizes]
     cold, imported, rss = _cold_start(bundle, device, enc.precision)
-    lengths = [len(e.ids) for e in enc._tokenizer.encode_batch(items)]
+    lengths = list(map(len, enc._tokenizer.rows(items)))
     return BenchResult(
         bundle=str(bundle), device=device, precision=enc.precision,
         threads=enc._session.get_session_options().intra_op_num_threads, texts=len(items),

@@ -10,7 +10,6 @@ from typing import Literal, overload
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 from ._auto import Choice, choose_auto
 from ._batching import (
@@ -31,6 +30,7 @@ from ._manifest import Manifest, Variant, check_files, read_manifest
 from ._progress import Progress
 from ._providers import Device, Provider, available_cpus, check_session_device, providers_for
 from ._text import surrogate_at
+from ._tokens import TextTokenizer
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
 # Texts tokenized ahead of the model at once: large enough for length-sorting to leave little
@@ -107,8 +107,8 @@ class Encoder:
         self.variant: Variant = self.manifest.variants[self.choice.name]
         check_files(self.bundle, self.manifest, used_files(self.manifest, self.choice.name),
                     verify_hashes=verify)
-        self._tokenizer = _load_tokenizer(self.bundle / self.manifest.tokenizer, self.manifest)
-        self._vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self._tokenizer = TextTokenizer(self.bundle / self.manifest.tokenizer, self.manifest.max_seq_length)
+        self._vocab_size = self._tokenizer.vocab_size
         self._prompt_lengths: dict[str, int] = {}
         self._session = _load_session(
             self.bundle / self.variant.file, providers, threads or available_cpus(), thread_spinning
@@ -288,7 +288,7 @@ class Encoder:
             if (at := surrogate_at(texts)) is not None:
                 raise InputError(f"the text has a lone surrogate at position {at}, which is not valid "
                                  "Unicode")
-            ids = np.asarray([self._tokenizer.encode(before + texts).ids], dtype=np.int64)
+            ids = np.asarray([self._tokenizer.row(before + texts)], dtype=np.int64)
             mask = mark_prompt(np.ones_like(ids), self._pooled_out(before))
             vector: Embeddings = self._run(ids, mask)[0]
             return vector if keep == self.manifest.dim else vector[:keep].copy()
@@ -324,9 +324,7 @@ class Encoder:
         if not prompt or self.manifest.include_prompt:
             return 0
         if prompt not in self._prompt_lengths:
-            ids = self._tokenizer.encode(prompt).ids
-            special = {i for i, t in self._tokenizer.get_added_tokens_decoder().items() if t.special}
-            self._prompt_lengths[prompt] = len(ids) - (1 if ids and ids[-1] in special else 0)
+            self._prompt_lengths[prompt] = self._tokenizer.prompt_length(prompt)
         return self._prompt_lengths[prompt]
 
     def _check_truncate_dim(self, truncate_dim: int | None) -> int | None:
@@ -442,7 +440,7 @@ class Encoder:
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """`tokenize` without its checks, for texts already checked: by `_check_texts`, or by the
         server's protocol layer, which checks each text once, with messages in API terms."""
-        return [e.ids for e in self._tokenizer.encode_batch(texts, add_special_tokens=True)]
+        return self._tokenizer.rows(texts)
 
     def _encode_batch(self, rows: Sequence[Sequence[int]]) -> Embeddings:
         """One model call on exactly `rows`, padded to the longest, output row for row: for a
@@ -577,20 +575,6 @@ def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoi
             "Re-export with that precision or choose one of those."
         )
     return Choice(precision, "asked for")
-
-
-def _load_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # tokenizers raises a bare Exception for every parse failure
-        raise BundleError(f"{path}: not a readable tokenizers file ({exc}); re-export the bundle") from None
-    truncation = tokenizer.truncation
-    if truncation is None or truncation.get("max_length") != manifest.max_seq_length:
-        raise BundleError(
-            f"{path}: truncation {truncation} does not match the manifest's max_seq_length "
-            f"{manifest.max_seq_length}; the bundle is damaged"
-        )
-    return tokenizer
 
 
 def _load_session(
