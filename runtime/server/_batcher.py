@@ -1,8 +1,9 @@
 """Dynamic micro-batching: requests that arrive together run through the model as one batch.
 
-The event loop never runs the model. Each request is tokenized on a tokenizer thread, queued with
-its rows, and a single worker gathers queued requests into one batch while the batch, padded to its
-longest row, stays within `max_batch_tokens`, or until its oldest request has waited `max_wait_s`.
+The event loop never runs the model. Each request is tokenized (`RequestTokenizer`: on the loop
+when it is small, else on a tokenizer thread), queued with its rows, and a single worker gathers
+queued requests into one batch while the batch, padded to its longest row, stays within
+`max_batch_tokens`, or until its oldest request has waited `max_wait_s`.
 The batch then runs on the model thread as one model call, exactly as gathered (onnxruntime
 releases the GIL, so the loop keeps accepting requests meanwhile), and each request gets back its
 own rows. While one batch runs the next one fills, so under load batches form without waiting.
@@ -32,6 +33,7 @@ import numpy.typing as npt
 
 from .._batching import plan_batches
 from .._errors import Overloaded, Stopping
+from ._tokenize import RequestTokenizer
 
 Embeddings = npt.NDArray[np.float32]
 Rows = Sequence[Sequence[int]]
@@ -64,7 +66,7 @@ class MicroBatcher:
     """Gathers concurrent `embed` calls into batches for one model thread.
 
     Args:
-        tokenize: texts -> token id rows (thread-safe; runs on the tokenizer thread).
+        tokenize: texts -> token id rows (thread-safe: large requests run on a tokenizer thread).
         encode: token id rows -> embeddings, row for row, in one model call of exactly these rows
             padded to the longest (runs on the model thread).
         batching: False runs every request as its own model call (for comparison).
@@ -93,7 +95,7 @@ class MicroBatcher:
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
         on_queue: Callable[[int], None] = lambda _n: None,
     ) -> None:
-        self._tokenize, self._encode = tokenize, encode
+        self._encode = encode
         self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
         self.max_queued = max_queued
         self._on_batch, self._on_queue = on_batch, on_queue
@@ -102,7 +104,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._running = 0  # jobs taken off the queue whose results are not yet set
         self._stopping = False
-        self._tokenizer_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-tokenize")
+        self._tokenizer = RequestTokenizer(tokenize)
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="fusembed-model")
 
     async def start(self) -> None:
@@ -120,7 +122,7 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        self._tokenizer_thread.shutdown(wait=True)
+        self._tokenizer.close()
         self._model_thread.shutdown(wait=True)
 
     @property
@@ -128,8 +130,8 @@ class MicroBatcher:
         return len(self._pending)
 
     async def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token id rows of `texts`, computed off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._tokenizer_thread, self._tokenize, texts)
+        """Token id rows of `texts`: on the loop for a small request, else off it."""
+        return await self._tokenizer(texts)
 
     async def embed(self, rows: list[list[int]]) -> Embeddings:
         """Embeddings of `rows` (from `tokenize`), row for row, computed in some batch."""

@@ -3,12 +3,16 @@
 ZeroMQ carries them: a DEALER socket in each worker, a ROUTER in the model process (which prefixes
 each message with the sending worker's identity and routes the reply back by it), over an ipc://
 socket in a private temporary directory. A message is a ZeroMQ multipart message, and no frame is
-ever unpickled: texts travel as UTF-8 frames, vectors as float32 bytes, with a fixed struct
+ever unpickled: token ids travel as uint32 arrays, vectors as float32 bytes, with a fixed struct
 header, and errors as a small JSON object.
 
+The workers tokenize (each has the bundle's tokenizer), so that the model process, the one
+process every request passes through, does no per-text work but the model's.
+
     worker -> model:  [kind, request id, *payload]
-        EMBED    payload: the prompt the texts start with ("" for none), then the texts, one
-                 frame each (checked, prompts applied, by the worker)
+        EMBED    payload: the prompt the texts start with ("" for none), the token count of each
+                 text, and all their token ids, one after another (texts checked, prompts
+                 applied and tokenized by the worker)
         CANCEL   the worker gave the request up (its client left, or its grace period ran out)
         HEALTH   asks for the queue depth
         METRICS  asks for the model's Prometheus text
@@ -20,6 +24,7 @@ header, and errors as a small JSON object.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 
@@ -40,6 +45,22 @@ def request_id(number: int) -> bytes:
 
 def read_request_id(frame: bytes) -> int:
     return int(_ID.unpack(frame)[0])
+
+
+def rows_payload(rows: list[list[int]]) -> list[bytes]:
+    lengths = np.fromiter(map(len, rows), dtype="<u4", count=len(rows))
+    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype="<u4", count=int(lengths.sum()))
+    return [lengths.tobytes(), ids.tobytes()]
+
+
+def read_rows(lengths: bytes, ids: bytes) -> list[list[int]]:
+    counts = np.frombuffer(lengths, dtype="<u4")
+    flat = np.frombuffer(ids, dtype="<u4")
+    if flat.size != int(counts.sum(dtype=np.int64)):
+        raise ValueError(f"a worker sent {flat.size} token ids for texts of {counts.sum()} tokens")
+    values: list[int] = flat.tolist()
+    bounds: list[int] = [0, *np.cumsum(counts).tolist()]
+    return [values[start:end] for start, end in itertools.pairwise(bounds)]
 
 
 def vectors_payload(vectors: Embeddings, prompt_tokens: int) -> list[bytes]:

@@ -95,7 +95,10 @@ class LocalModel:
         await self.batcher.stop()
 
     async def embed(self, texts: list[str], prompt: str = "") -> tuple[Embeddings, int]:
-        rows = await self.batcher.tokenize(texts)
+        return await self.embed_rows(await self.batcher.tokenize(texts), prompt)
+
+    async def embed_rows(self, rows: list[list[int]], prompt: str = "") -> tuple[Embeddings, int]:
+        """`embed` of texts already tokenized (by an HTTP worker of `--workers N`)."""
         return await self.batcher.embed(self.encoder._prompted(rows, prompt)), sum(map(len, rows))
 
     async def queued(self) -> int:

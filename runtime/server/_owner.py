@@ -4,8 +4,8 @@ This process owns the model: it serves the `Encoder` it was given, binds the lis
 starts N workers (`python -m fusembed.server._worker`) that accept connections on that one socket,
 and batches what they send with the same `MicroBatcher` a single process uses, across all of them:
 what the batcher gathers is what one model call runs, whichever workers the requests came through.
-The workers parse and check requests and write the responses (JSON, base64), the work that grows
-with requests rather than with texts; this process tokenizes and runs the model.
+The workers parse and check requests, tokenize them and write the responses (JSON, base64): all
+the work that grows with requests and texts; this process batches and runs the model.
 
 Workers and this process talk over ZeroMQ (`_ipc`). The metrics of the workers' HTTP side are
 summed over them with prometheus_client's multiprocess mode (a private directory of files, one
@@ -79,6 +79,8 @@ def serve_workers(
             "address": address,
             "fd": listener.fileno(),
             "model": dataclasses.asdict(model_info(encoder, options)),
+            "tokenizer": str(encoder.bundle / encoder.manifest.tokenizer),
+            "max_seq_length": encoder.max_seq_length,
             "options": dataclasses.asdict(options),
             "uvicorn": {"host": host, "port": port, "graceful_timeout_s": graceful_timeout_s,
                         "keep_alive_s": keep_alive_s, "access_log": access_log},
@@ -224,8 +226,11 @@ class _Owner:
                 continue  # not from a worker of ours
             worker, kind, key, *payload = frames
             if kind == _ipc.EMBED:
-                prompt, *texts = [frame.decode() for frame in payload]
-                task = loop.create_task(self._embed(router, worker, key, texts, prompt))
+                if len(payload) != 3:  # prompt, lengths, ids
+                    await router.send_multipart([worker, key, _ipc.ERROR, *_ipc.error_payload(
+                        "internal_error", f"an EMBED message has {len(payload)} frames, not 3")])
+                    continue
+                task = loop.create_task(self._embed(router, worker, key, *payload))
                 self.tasks[worker, key] = task
                 task.add_done_callback(functools.partial(self._forget, (worker, key)))
             elif kind == _ipc.CANCEL:
@@ -239,11 +244,12 @@ class _Owner:
     def _forget(self, key: tuple[bytes, bytes], _task: asyncio.Task[None]) -> None:
         self.tasks.pop(key, None)
 
-    async def _embed(self, router: zmq.asyncio.Socket, worker: bytes, key: bytes, texts: list[str],
-                     prompt: str) -> None:
+    async def _embed(self, router: zmq.asyncio.Socket, worker: bytes, key: bytes, prompt: bytes,
+                     lengths: bytes, ids: bytes) -> None:
         reply: list[Any]
         try:
-            vectors, prompt_tokens = await self.model.embed(texts, prompt)
+            rows = _ipc.read_rows(lengths, ids)
+            vectors, prompt_tokens = await self.model.embed_rows(rows, prompt.decode())
             reply = [_ipc.OK, *_ipc.vectors_payload(vectors, prompt_tokens)]
         except Overloaded as exc:
             reply = [_ipc.ERROR, *_ipc.error_payload("server_overloaded", str(exc))]

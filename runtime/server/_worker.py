@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import uvicorn
 import zmq
@@ -26,12 +27,14 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, genera
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .._errors import ModelUnavailable, Overloaded, Stopping
+from .._tokens import TextTokenizer
 from . import _ipc, _Server
 from ._app import ServerOptions, begin_shutdown, build_app
 from ._batcher import Embeddings
 from ._metrics import HttpMetrics
 from ._model import ModelInfo
 from ._protocol import Limits
+from ._tokenize import RequestTokenizer
 
 _GONE = "the model process has exited, so this server is stopping; retry on another replica"
 _HEALTH_TIMEOUT_S = 10.0  # the model process answers from its event loop, never behind a batch
@@ -39,10 +42,11 @@ _HEALTH_TIMEOUT_S = 10.0  # the model process answers from its event loop, never
 
 class RemoteModel:
     """The `Model` of a worker: each call is a request to the model process over a DEALER socket,
-    matched to its reply by a request id."""
+    matched to its reply by a request id. Texts are tokenized here, with the bundle's tokenizer."""
 
-    def __init__(self, address: str, *, on_gone: Callable[[], None]) -> None:
+    def __init__(self, address: str, tokenizer: TextTokenizer, *, on_gone: Callable[[], None]) -> None:
         self.address, self.on_gone = address, on_gone
+        self._tokenize = RequestTokenizer(tokenizer.rows)
         self.gone = False
         self._numbers = itertools.count()
         self._replies: dict[int, asyncio.Future[list[zmq.Frame]]] = {}
@@ -54,6 +58,7 @@ class RemoteModel:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(self.address)
         self._reader = loop.create_task(self._read())
+        self._gone_signal: asyncio.Future[None] = loop.create_future()  # done once the model process is gone
         loop.add_reader(sys.stdin.fileno(), self._check_model_process)
 
     async def stop(self) -> None:
@@ -63,9 +68,15 @@ class RemoteModel:
             await self._reader
         self._socket.close()
         self._context.term()
+        self._tokenize.close()
 
     async def embed(self, texts: list[str], prompt: str = "") -> tuple[Embeddings, int]:
-        status, *payload = await self._call(_ipc.EMBED, [prompt.encode(), *(text.encode() for text in texts)])
+        # A large request takes a while to tokenize: if the model process goes meanwhile, the
+        # client gets its 503 at once rather than after the tokenizing.
+        rows = await self._tokenize.unless(texts, self._gone_signal)
+        if rows is None:
+            raise ModelUnavailable(_GONE)
+        status, *payload = await self._call(_ipc.EMBED, [prompt.encode(), *_ipc.rows_payload(rows)])
         if status.bytes == _ipc.OK:
             return _ipc.read_vectors(payload[0].bytes, payload[1].buffer)
         code, message = _ipc.read_error(payload[0].bytes)
@@ -116,6 +127,7 @@ class RemoteModel:
             return  # nothing is written after the settings; the pipe only ever closes
         asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
         self.gone = True
+        self._gone_signal.set_result(None)
         print(f"fusembed serve: worker {os.getpid()}: {_GONE}", file=sys.stderr, flush=True)
         for waiting in self._replies.values():
             if not waiting.done():
@@ -135,7 +147,9 @@ def main() -> int:
         begin_shutdown(app)
         server.should_exit = True
 
-    model = RemoteModel(settings["address"], on_gone=model_gone)
+    # The model process has checked the bundle's files (their sha256) before it started this worker.
+    tokenizer = TextTokenizer(Path(settings["tokenizer"]), settings["max_seq_length"])
+    model = RemoteModel(settings["address"], tokenizer, on_gone=model_gone)
     # With PROMETHEUS_MULTIPROC_DIR set (the model process sets it for its workers) every value
     # lands in a file there; MultiProcessCollector sums them over the workers when /metrics asks.
     http_metrics = HttpMetrics(CollectorRegistry())

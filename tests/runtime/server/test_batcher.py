@@ -13,6 +13,7 @@ import pytest
 from fusembed import Overloaded, Stopping
 from fusembed.server import ServerOptions
 from fusembed.server._batcher import BatchStats, MicroBatcher
+from fusembed.server._tokenize import INLINE_CHARS
 
 
 class FakeModel:
@@ -173,7 +174,7 @@ def test_stop_finishes_queued_requests() -> None:
     assert [v[0, 0] for v in run(main())] == [0, 1, 2, 3, 4]
 
 
-def test_tokenize_runs_off_the_event_loop() -> None:
+def test_small_requests_are_tokenized_on_the_loop_and_large_ones_off_it() -> None:
     model = FakeModel()
     seen: list[str] = []
 
@@ -181,14 +182,20 @@ def test_tokenize_runs_off_the_event_loop() -> None:
         seen.append(threading.current_thread().name)
         return model.tokenize(texts)
 
-    async def main() -> list[list[int]]:
-        batcher = batcher_for(model, tokenize)
-        rows = await batcher.tokenize(["1 2", "3"])
-        await batcher.stop()
-        return rows
+    large = ["1 " * (INLINE_CHARS // 4)] * 2 + ["3"]  # INLINE_CHARS + 1 characters
 
-    assert run(main()) == [[1, 2], [3]]
-    assert seen[0].startswith("fusembed-tokenize")
+    async def main() -> tuple[list[list[int]], list[list[int]]]:
+        batcher = batcher_for(model, tokenize)
+        small_rows = await batcher.tokenize(["1 2", "3"])
+        large_rows = await batcher.tokenize(large)
+        await batcher.stop()
+        return small_rows, large_rows
+
+    small_rows, large_rows = run(main())
+    assert small_rows == [[1, 2], [3]]
+    assert large_rows == [[1] * (INLINE_CHARS // 4)] * 2 + [[3]]
+    assert seen[0] == "MainThread"
+    assert seen[1].startswith("fusembed-tokenize")
 
 
 def test_embed_before_start_is_an_error() -> None:
