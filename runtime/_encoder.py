@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -421,7 +422,11 @@ class Encoder:
         tokenized and padded on a helper thread while chunk i runs (the Rust tokenizer and
         onnxruntime both release the GIL), and only two chunks of token ids are held at once,
         however many texts come in. Within a chunk, batches are planned by length, so chunks
-        must stay large enough to sort."""
+        must stay large enough to sort.
+
+        The first chunk is the one nothing overlaps: the model waits for it. So chunks start at
+        an eighth of `chunk` (at least one batch) and grow by half up to `chunk`, which lets a GPU start
+        after 512 texts are tokenized rather than 4096."""
 
         def prepare(texts: list[str]) -> list[_Batch]:
             return self._prepare(self._tokenize(texts), batch_size, max_tokens, prompt_tokens)
@@ -429,13 +434,16 @@ class Encoder:
         if len(items) <= chunk:  # the common case: no thread to start
             yield 0, prepare(items)
             return
+        sizes = _chunk_sizes(len(items), max(batch_size, chunk // 8), chunk)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusembed-tokenize") as pool:
-            pending = pool.submit(prepare, items[:chunk])
-            for start in range(0, len(items), chunk):
+            pending = pool.submit(prepare, items[: sizes[0]])
+            start = 0
+            for size, following in itertools.zip_longest(sizes, sizes[1:]):
                 batches = pending.result()
-                if start + chunk < len(items):
-                    pending = pool.submit(prepare, items[start + chunk : start + 2 * chunk])
+                if following is not None:
+                    pending = pool.submit(prepare, items[start + size : start + size + following])
                 yield start, batches
+                start += size
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """`tokenize` without its checks, for texts already checked: by `_check_texts`, or by the
@@ -491,6 +499,16 @@ class PromptedRow(list[int]):
     def __init__(self, ids: list[int], pooled_out: int) -> None:
         super().__init__(ids)
         self.pooled_out = pooled_out
+
+
+def _chunk_sizes(total: int, first: int, largest: int) -> list[int]:
+    """Chunk lengths that add up to `total`: `first`, growing by half up to `largest`, then `largest`."""
+    sizes, size = [], first
+    while total > 0:
+        sizes.append(min(size, total))
+        total -= sizes[-1]
+        size = min(size * 3 // 2, largest)
+    return sizes
 
 
 def used_files(manifest: Manifest, variant: str) -> tuple[str, str]:
