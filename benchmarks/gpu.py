@@ -18,7 +18,8 @@ does not mix with onnxruntime's in the memory figures):
    and `encode(texts)` with default arguments against the best batch size.
 4. Agreement: cosine of each engine's vectors to sentence-transformers fp32.
 5. `fusembed bench --device cuda` (batch-1 percentiles, batch sizes, cold start), and with
-   `--server`, benchmarks/serve_load.py against `fusembed serve --device cuda`.
+   `--server`, benchmarks/serve_load.py against `fusembed serve --device cuda`, in one process
+   and with `--workers N` (`--server-workers`), clients spread over `--client-procs` processes.
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000,
                         help="batch-1 calls timed per shape policy; batch-32 calls: a seventh")
     parser.add_argument("--server", action="store_true", help="also run serve_load.py on CUDA")
+    parser.add_argument("--server-workers", type=int, default=4,
+                        help="HTTP workers of the second server run (default: 4)")
+    parser.add_argument("--client-procs", type=int, default=4,
+                        help="client processes of the server runs (default: 4)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="cpu: a dry run of this script on a machine without a GPU")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -244,11 +249,17 @@ def main() -> None:
     log("bench done")
     save()
     if args.server:
-        out = args.out / "serve_gpu"
-        subprocess.run([sys.executable, str(Path(__file__).parent / "serve_load.py"), str(args.bundle),
-                        "--device", args.device, "--soak", "4000", "--warmup", "500", "--rounds", "2",
-                        "--out", str(out)], check=True, timeout=400)
-        report["serve_md"] = (out / "serve.md").read_text()
+        # One process, then --workers N: HTTP workers in front of the one model process, loaded
+        # from several client processes (one asyncio client process tops out below the server).
+        for key, workers in (("serve_md", 1), ("serve_workers_md", args.server_workers)):
+            out = args.out / f"serve_gpu_{workers}"
+            subprocess.run([sys.executable, str(Path(__file__).parent / "serve_load.py"), str(args.bundle),
+                            "--device", args.device, "--soak", "4000", "--warmup", "500", "--rounds", "2",
+                            "--server-args", f"--workers {workers}", "--client-procs", str(args.client_procs),
+                            "--out", str(out)], check=True, timeout=400)
+            report[key] = (out / "serve.md").read_text()
+            log(f"serve_load --workers {workers} done")
+            save()
     report["seconds"] = time.perf_counter() - started
     save()
     (args.out / "gpu.md").write_text(markdown(report))
@@ -306,6 +317,9 @@ def markdown(r: dict[str, Any]) -> str:
               "## fusembed bench --device cuda", "", r["bench_md"].replace("# fusembed bench: ", "### "), ""]
     if "serve_md" in r:
         lines += ["## fusembed serve --device cuda under load", "", r["serve_md"].replace("# ", "### ", 1)]
+    if "serve_workers_md" in r:
+        lines += ["## fusembed serve --device cuda --workers N under load", "",
+                  r["serve_workers_md"].replace("# ", "### ", 1)]
     return "\n".join(lines) + "\n"
 
 

@@ -31,6 +31,7 @@ import asyncio
 import base64
 import functools
 import json
+import multiprocessing
 import random
 import re
 import signal
@@ -39,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +99,11 @@ class LoadResult:
     min_cosine: float | None
 
 
-async def load(
+async def load_samples(
     port: int, model: str, requests: list[list[str]], clients: int, expected: dict[str, np.ndarray] | None
-) -> LoadResult:
-    """Send `requests` (each a list of texts) from `clients` concurrent connections."""
+) -> tuple[list[float], int, float]:
+    """Send `requests` (each a list of texts) from `clients` concurrent connections; return every
+    request's latency (s), the number of errors and the worst cosine to `expected` (1.0 if None)."""
     latencies: list[float] = []
     errors = 0
     worst = 1.0
@@ -124,8 +127,36 @@ async def load(
                     worst = min(worst, float(got @ want / (np.linalg.norm(got) * np.linalg.norm(want))))
         conn.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors, worst
+
+
+def _samples_in_process(port: int, model: str, requests: list[list[str]], clients: int,
+                        expected: dict[str, np.ndarray] | None) -> tuple[list[float], int, float]:
+    return asyncio.run(load_samples(port, model, requests, clients, expected))
+
+
+async def load(
+    port: int, model: str, requests: list[list[str]], clients: int, expected: dict[str, np.ndarray] | None,
+    procs: int = 1,
+) -> LoadResult:
+    """Send `requests` (each a list of texts) from `clients` concurrent connections, spread over
+    `procs` client processes: one Python process of asyncio clients tops out at a few thousand
+    requests/s, below what a GPU server answers."""
+    started = time.perf_counter()
+    if procs == 1:
+        latencies, errors, worst = await load_samples(port, model, requests, clients, expected)
+    else:
+        loop = asyncio.get_running_loop()
+        with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("fork")) as pool:
+            await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 0.1) for _ in range(procs)))
+            started = time.perf_counter()  # the client processes are up: time only the requests
+            parts = await asyncio.gather(*(
+                loop.run_in_executor(pool, _samples_in_process, port, model, requests[i::procs],
+                                     clients // procs + (i < clients % procs), expected)
+                for i in range(procs)))
+        latencies = [s for part in parts for s in part[0]]
+        errors, worst = sum(part[1] for part in parts), min(part[2] for part in parts)
     seconds = time.perf_counter() - started
     p50, p99 = percentiles([s * 1000 for s in latencies], (50, 99))
     texts = sum(map(len, requests))
@@ -168,7 +199,9 @@ class Server:
         raise RuntimeError("server did not start")
 
     def rss_mb(self) -> float:
-        return rss_mb(self.proc.pid)
+        """Resident memory of the server process and every process under it (`--workers`; pages
+        they share count once per process, which only matters for the sum, not its growth)."""
+        return sum(rss_mb(pid) for pid in process_tree(self.proc.pid))
 
     def cpu_s(self) -> float:
         """User + system CPU seconds so far of the server process and every process under it
@@ -258,6 +291,9 @@ def main() -> None:
     parser.add_argument("--workers", default=None,
                         help="compare `serve --workers N` for these N (e.g. 1,2), batching on and off; "
                         "runs only that comparison")
+    parser.add_argument("--client-procs", type=int, default=1,
+                        help="client processes the concurrent clients are spread over (default: 1; "
+                        "a GPU server needs several to be loaded fully)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.workers:
@@ -279,14 +315,15 @@ def main() -> None:
     report: dict[str, Any] = {
         "command": command_line(),
         "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
+        "client_processes": args.client_procs,
         "model_alone": alone,
     }
 
     server = Server(args.bundle, *extra)
-    asyncio.run(load(server.port, model, soak[: args.warmup], 64, expected))
+    asyncio.run(load(server.port, model, soak[: args.warmup], 64, expected, args.client_procs))
     rss_warm = server.rss_mb()
     before, cpu0 = server.metrics(), server.cpu_s()
-    result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected))
+    result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected, args.client_procs))
     soak_cpu = server.cpu_s() - cpu0
     report["soak"] = {
         **asdict(result),
@@ -304,14 +341,15 @@ def main() -> None:
     cpu = dict.fromkeys(servers, 0.0)
     results: dict[str, list[LoadResult]] = {name: [] for name in servers}
     for server in servers.values():
-        asyncio.run(load(server.port, model, singles[:300], 32, None))  # warm-up
+        asyncio.run(load(server.port, model, singles[:300], 32, None, args.client_procs))  # warm-up
     metrics_before = {name: server.metrics() for name, server in servers.items()}
     ratios = []
     for round_ in range(args.rounds):
         for name in rotated(list(servers), round_):
             server = servers[name]
             cpu0 = server.cpu_s()
-            results[name].append(asyncio.run(load(server.port, model, singles, 32, expected)))
+            result = asyncio.run(load(server.port, model, singles, 32, expected, args.client_procs))
+            results[name].append(result)
             cpu[name] += server.cpu_s() - cpu0
         ratios.append(results["batching_on"][-1].requests_per_s / results["batching_off"][-1].requests_per_s)
     for name, server in servers.items():
@@ -358,18 +396,20 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
             flags = [*extra, "--workers", str(n), *([] if batching else ["--no-batching"])]
             servers[name] = Server(args.bundle, *flags)
     for server in servers.values():
-        asyncio.run(load(server.port, model, singles[:500], 32, None))  # warm-up: every worker
+        # warm-up: every worker
+        asyncio.run(load(server.port, model, singles[:500], 32, None, args.client_procs))
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
     for round_ in range(args.rounds):
         for name in rotated(list(servers), round_):
             server = servers[name]
             cpu0 = server.cpu_s()
-            result = asyncio.run(load(server.port, model, singles, 32, expected))
+            result = asyncio.run(load(server.port, model, singles, 32, expected, args.client_procs))
             cpu_ms = 1000 * (server.cpu_s() - cpu0) / result.requests
             rounds[name].append({**asdict(result), "server_cpu_ms_per_request": cpu_ms})
     report: dict[str, Any] = {
         "command": command_line(),
         "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
+        "client_processes": args.client_procs,
         "servers": {},
     }
     for name, server in servers.items():
@@ -397,7 +437,8 @@ def workers_markdown(r: dict[str, Any]) -> str:
         "",
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
-        f"Python {r['machine']['python']}. Clients and server share these CPUs.",
+        f"Python {r['machine']['python']}. Clients ({r.get('client_processes', 1)} process(es)) and "
+        "server share these CPUs.",
         "",
         "32 concurrent clients, one text per request. Every server was up for the whole run and they "
         "took turns, round after round, in rotating order; the figures are medians over rounds. "
@@ -437,7 +478,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
         f"Python {r['machine']['python']}. "
-        "Clients and server share these CPUs.",
+        f"Clients ({r.get('client_processes', 1)} process(es)) and server share these CPUs.",
         "",
         "## Soak: 64 concurrent clients, 1-4 texts per request",
         "",

@@ -1,0 +1,114 @@
+"""How well `Encoder.encode` keeps a fast device busy: its host side (tokenizing, planning,
+padding, the hand-over between its helper thread and the model calls) against a simulated device.
+
+    python benchmarks/host_pipeline.py bundles/all-MiniLM-L6-v2
+
+The bundle's session is replaced by one whose `run` sleeps (the GIL released, as onnxruntime
+releases it) for a fixed time per text, at a few speeds relative to this machine's tokenizer;
+the encoder runs with the CUDA defaults (512 texts and 65536 tokens per call, bucketed shapes).
+A device slower than the tokenizer should be busy nearly all the time; one faster than it can
+only be fed as fast as the tokenizer goes. Needs no GPU: it measures the part of GPU throughput
+that the host decides. Writes benchmarks/results/host_pipeline.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fusembed import Encoder
+from fusembed._batching import CUDA_BATCH_SIZE, CUDA_MAX_TOKENS
+from harness import command_line, machine, short_texts
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class SimulatedDevice:
+    """Stands in for an `ort.InferenceSession`: `seconds_per_text` of sleep per row, zeros out."""
+
+    def __init__(self, seconds_per_text: float, dim: int) -> None:
+        self.seconds_per_text, self.dim = seconds_per_text, dim
+        self.busy = 0.0
+
+    def run(self, _outputs: object, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        rows = len(feeds["input_ids"])
+        time.sleep(rows * self.seconds_per_text)
+        self.busy += rows * self.seconds_per_text
+        return [np.zeros((rows, self.dim), np.float32)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--texts", type=int, default=16384, help="short texts per pass (default: 16384)")
+    parser.add_argument("--passes", type=int, default=5, help="passes per speed; the median is kept")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    texts = short_texts(args.texts, seed=3)
+    encoder = Encoder(args.bundle, precision="fp32", bucket_shapes=True, warmup=False)
+    encoder.default_batch_size, encoder.default_max_tokens = CUDA_BATCH_SIZE, CUDA_MAX_TOKENS
+    tokenize_s = []
+    for _ in range(args.passes):
+        began = time.perf_counter()
+        encoder.tokenize(texts)
+        tokenize_s.append(time.perf_counter() - began)
+    tokenizer_rate = args.texts / statistics.median(tokenize_s)
+    rows = []
+    for ratio in (0.5, 0.8, 1.25, 2.0):
+        device = SimulatedDevice(1 / (ratio * tokenizer_rate), encoder.manifest.dim)
+        encoder._session = device  # duck-typed: encode only calls `run`
+        passes = []
+        for _ in range(args.passes):
+            device.busy = 0.0
+            began = time.perf_counter()
+            encoder.encode(texts)
+            wall = time.perf_counter() - began
+            passes.append((args.texts / wall, device.busy / wall))
+        rate, busy = (statistics.median(p[i] for p in passes) for i in (0, 1))
+        bound = min(ratio, 1.0) * tokenizer_rate
+        rows.append({"device_vs_tokenizer": ratio, "device_texts_per_s": ratio * tokenizer_rate,
+                     "encode_texts_per_s": rate, "device_busy": busy, "of_bound": rate / bound})
+    here = machine()
+    report: dict[str, Any] = {"command": command_line(), "texts": args.texts,
+                              "machine": {"cpu": here.cpu, "isa": here.isa, "cores": here.cores,
+                                          "python": here.python, "onnxruntime": here.onnxruntime},
+                              "tokenizer_texts_per_s": tokenizer_rate, "speeds": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "host_pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    (args.out / "host_pipeline.md").write_text(text)
+    print(text)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        "# `Encoder.encode` feeding a simulated device",
+        "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {m['cores']} CPUs, {m['cpu']} ({m['isa']}), Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']}.",
+        "",
+        f"{r['texts']} short texts (10-40 word pieces), CUDA defaults (512 texts / 65536 tokens per call, "
+        f"bucketed shapes). The tokenizer alone: **{r['tokenizer_texts_per_s']:,.0f} texts/s** on these "
+        "CPUs. "
+        "The device sleeps a fixed time per text; the bound is the slower of it and the tokenizer.",
+        "",
+        "| device speed | device texts/s | encode texts/s | device busy | of the bound |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in r["speeds"]:
+        lines.append(f"| {s['device_vs_tokenizer']:g}x the tokenizer | {s['device_texts_per_s']:,.0f} | "
+                     f"{s['encode_texts_per_s']:,.0f} | {s['device_busy']:.0%} | {s['of_bound']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
