@@ -60,8 +60,9 @@ class Encoder:
             of two, widths in steps of about 1.5x), so that the session meets no new shape
             once warm. Default: on for CUDA, where each new shape stalls a call; off for the CPU.
         warmup: run every bucket shape once at load (largest first, so that onnxruntime's
-            memory arena grows once), for steady latency from the first request. Default: on
-            wherever shapes are bucketed. `warmup()` does it later instead.
+            memory arena grows once), for steady latency from the first request, and before a
+            call whose budget reaches past the shapes warmed. Default: on wherever shapes are
+            bucketed. `warmup()` does it later instead.
         thread_spinning: let onnxruntime's intra-op threads busy-wait for the next call, which
             saves a wake-up per call. A process that needs its cores for other work between
             calls (a server's event loop and tokenizer) runs faster with it off.
@@ -127,6 +128,11 @@ class Encoder:
         # The defaults `encode` plans with: a GPU wants far larger calls than a CPU.
         self.default_batch_size = CUDA_BATCH_SIZE if device == "cuda" else DEFAULT_BATCH_SIZE
         self.default_max_tokens = CUDA_MAX_TOKENS if device == "cuda" else DEFAULT_MAX_TOKENS
+        # Bucket shapes already run; with warm-up on, a call whose budget reaches past them runs
+        # the new ones first (see `_warm_for`).
+        self._warmed: set[tuple[int, int]] = set()
+        self._warmed_budgets: set[tuple[int, int]] = set()
+        self._warm_on_use = bool(warmup if warmup is not None else bucketed) and self._buckets is not None
         if warmup if warmup is not None else bucketed:
             self.warmup()
 
@@ -283,6 +289,7 @@ class Encoder:
                 the model's dimension.
         """
         batch_size, max_tokens = self._budget(batch_size, max_tokens)
+        self._warm_for(batch_size, max_tokens)
         before = self.prompt_for(prompt_name, prompt)
         keep = self._check_truncate_dim(truncate_dim) or self.truncate_dim or self.manifest.dim
         if isinstance(texts, str):  # the interactive path: no planning, no padding
@@ -356,6 +363,7 @@ class Encoder:
                 vocabulary; nothing was encoded.
         """
         batch_size, max_tokens = self._budget(batch_size, max_tokens)
+        self._warm_for(batch_size, max_tokens)
         out = np.empty((len(rows), self.manifest.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             if not 0 < len(row) <= self.max_seq_length:
@@ -368,16 +376,38 @@ class Encoder:
 
     def warmup(self, *, batch_size: int | None = None, max_tokens: int | None = None) -> int:
         """Run every shape `encode` (within `batch_size` and `max_tokens`) and a server's
-        batches can give, largest first; with unbucketed shapes, one short call. Returns the
-        number of shapes run. Later calls meet no shape onnxruntime has not prepared."""
+        batches can give, largest first, but those already run; with unbucketed shapes, one
+        short call. Returns the number of shapes run. Later calls meet no shape onnxruntime has
+        not prepared.
+
+        An encoder built with warm-up on (the CUDA default) calls this itself when a call's
+        `batch_size` or `max_tokens` reach past what it has warmed, so that the new shapes cost
+        one pause, largest first, rather than a stall at each."""
         batch_size, max_tokens = self._budget(batch_size, max_tokens)
-        shapes = [(1, 8)]
-        if self._buckets is not None:
-            shapes = self._buckets.warmup_shapes(batch_size, max(max_tokens, DEFAULT_MAX_TOKENS))
+        if self._buckets is None:
+            shapes = [(1, 8)]
+        else:
+            every = self._buckets.warmup_shapes(batch_size, max(max_tokens, DEFAULT_MAX_TOKENS))
+            shapes = [shape for shape in every if shape not in self._warmed]
         for rows, width in shapes:
             ids = np.full((rows, width), self.manifest.pad_token_id, dtype=np.int64)
             self._run(ids, np.ones_like(ids))
+        if self._buckets is not None:
+            self._warmed.update(shapes)
+            self._warmed_budgets.add((batch_size, max_tokens))
         return len(shapes)
+
+    def _warm_for_server(self, max_batch_tokens: int) -> None:
+        """`_warm_for` every shape a server's batches within `max_batch_tokens` padded can take:
+        as many rows as fit at the narrowest width, many more than `encode`'s default 512 where
+        the texts are short."""
+        if self._buckets is not None:
+            self._warm_for(max(1, max_batch_tokens // self._buckets.widths[0]), max_batch_tokens)
+
+    def _warm_for(self, batch_size: int, max_tokens: int) -> None:
+        """`warmup` for a call's budget, where this encoder warms up and the budget is new."""
+        if self._warm_on_use and (batch_size, max_tokens) not in self._warmed_budgets:
+            self.warmup(batch_size=batch_size, max_tokens=max_tokens)
 
     def _budget(self, batch_size: int | None, max_tokens: int | None) -> tuple[int, int]:
         """`batch_size` and `max_tokens`, checked, or this encoder's defaults for its device."""

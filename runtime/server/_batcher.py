@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .._batching import plan_batches
+from .._batching import ShapeBuckets, plan_batches
 from .._errors import Overloaded, Stopping
 from ._tokenize import RequestTokenizer
 
@@ -78,6 +78,9 @@ class MicroBatcher:
             joining a queue that grows without bound while the model cannot keep up.
         on_batch: called on the event loop after each batch.
         on_queue: called with the number of requests waiting whenever it changes.
+        buckets: the shapes `encode` pads every call up to (an encoder with bucketed shapes):
+            the budget then counts each batch as padded to its bucket, so that every call stays
+            within `max_batch_tokens` as run, and within the shapes warmed for it.
 
     The limits have neither defaults nor checks here: the server passes its `ServerOptions`, which
     hold both.
@@ -94,11 +97,13 @@ class MicroBatcher:
         max_queued: int,
         on_batch: Callable[[BatchStats], None] = lambda _s: None,
         on_queue: Callable[[int], None] = lambda _n: None,
+        buckets: ShapeBuckets | None = None,
     ) -> None:
         self._encode = encode
         self.batching, self.max_batch_tokens, self.max_wait_s = batching, max_batch_tokens, max_wait_s
         self.max_queued = max_queued
         self._on_batch, self._on_queue = on_batch, on_queue
+        self._buckets = buckets
         self._pending: collections.deque[_Job] = collections.deque()
         self._arrived = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -196,7 +201,7 @@ class MicroBatcher:
         while True:
             if self._pending:
                 job = self._pending[0]
-                if (count + len(job.rows)) * max(width, job.width) > self.max_batch_tokens:
+                if self._padded(count + len(job.rows), max(width, job.width)) > self.max_batch_tokens:
                     return batch
                 self._pending.popleft()
                 batch.append(job)
@@ -210,6 +215,13 @@ class MicroBatcher:
                 await asyncio.wait_for(self._arrived.wait(), left)
             except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
                 return batch
+
+    def _padded(self, rows: int, width: int) -> int:
+        """Tokens a call of `rows` rows of up to `width` tokens runs, padding included."""
+        if self._buckets is None:
+            return rows * width
+        rows, width = self._buckets.shape(rows, width)
+        return rows * width
 
     def _encode_batch(self, batch: list[_Job]) -> list[Embeddings | BaseException | None]:
         """On the model thread: the whole batch at once, split back per job (None for a job that
@@ -240,11 +252,11 @@ class MicroBatcher:
         request that alone is over it gets here), in calls of at most that many, longest rows
         first; None as soon as every one of `jobs` is gone."""
         width = max(job.width for job in jobs)
-        if len(rows) * width <= self.max_batch_tokens or len(rows) == 1:  # what _gather formed
+        if self._padded(len(rows), width) <= self.max_batch_tokens or len(rows) == 1:  # what _gather formed
             return None if all(job.gone.is_set() for job in jobs) else self._encode(rows)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         order, pieces = [], []
-        for idx in plan_batches(lengths, len(rows), self.max_batch_tokens):
+        for idx in plan_batches(lengths, len(rows), self.max_batch_tokens, self._buckets):
             if all(job.gone.is_set() for job in jobs):
                 return None
             pieces.append(self._encode([rows[i] for i in idx]))

@@ -86,7 +86,9 @@ class LocalModel:
             max_batch_tokens=options.max_batch_tokens, max_wait_s=options.max_wait_ms / 1000,
             max_queued=options.max_queued,
             on_batch=metrics.observe_batch, on_queue=metrics.queue_depth.set,
+            buckets=encoder._buckets,
         )
+        encoder._warm_for_server(options.max_batch_tokens)
 
     async def start(self) -> None:
         await self.batcher.start()

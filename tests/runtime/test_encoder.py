@@ -262,6 +262,34 @@ def test_warmup_runs_every_bucket_shape_once(tiny_bundle: Path) -> None:
     assert Encoder(tiny_bundle).warmup() == 1  # unbucketed: one short call
 
 
+def test_a_larger_budget_is_warmed_before_the_call_that_brings_it(tiny_bundle: Path) -> None:
+    """With warm-up on (the CUDA default), a call whose batch_size or max_tokens reach past what was
+    warmed first runs every new shape, largest first, so that none of its batches meets a cold one;
+    the same budget again runs nothing extra."""
+    from fusembed.export.texts import varied_texts
+
+    warm = Encoder(tiny_bundle, bucket_shapes=True, warmup=True)
+    assert warm._buckets is not None
+    at_load = set(warm._warmed)
+    shapes = _record_shapes(warm)
+    texts = varied_texts(300, seed=4)
+    warm.encode(texts, batch_size=64, max_tokens=16384)
+    new = set(warm._buckets.warmup_shapes(64, 16384)) - at_load
+    assert new and {s for s in shapes[: len(new)]} == new  # the warm-up, before any batch of the call
+    assert shapes[: len(new)] == sorted(shapes[: len(new)], key=lambda s: (s[0] * s[1], s[1]), reverse=True)
+    assert set(shapes[len(new):]) <= warm._warmed  # the call's own batches: all warmed
+    assert any(rows == 64 for rows, _ in shapes[len(new):])  # and the larger budget was used
+    before = len(shapes)
+    warm.encode(texts[:100], batch_size=64, max_tokens=16384)
+    warm.encode_tokens(warm.tokenize(texts[:10]), batch_size=64, max_tokens=16384)
+    assert set(shapes[before:]) <= warm._warmed and len(shapes) - before < 10  # the calls alone: 5
+
+    cold = Encoder(tiny_bundle, bucket_shapes=True, warmup=False)
+    shapes = _record_shapes(cold)
+    cold.encode(texts[:100], batch_size=64, max_tokens=16384)
+    assert len(shapes) < 10 and not cold._warmed  # warmup=False: never warms by itself
+
+
 @pytest.mark.parametrize("param", ["bucket_shapes", "warmup"])
 def test_bad_bucket_options(tiny_bundle: Path, tmp_path: Path, param: str) -> None:
     with pytest.raises(ArgumentError, match=f"{param} must be True, False or None"):

@@ -462,3 +462,41 @@ def test_a_request_cancelled_by_the_server_gets_503_not_500(tiny_bundle: Path, m
     assert error["code"] == "server_shutting_down" and error["type"] == "server_error"
     assert "stopped before this request could finish" in error["message"]
     assert encoder.calls <= 1  # the model dropped the rest of the request; stop did not wait for it
+
+
+def test_a_bucketed_server_runs_only_warmed_shapes_within_its_budget(tiny_bundle: Path) -> None:
+    """With bucketed shapes and warm-up (the CUDA default) the server warms, at start, every shape
+    its batches can take: up to as many rows as fit its budget at the narrowest width, which is
+    more than `encode`'s own warm-up covers. Under concurrent load every call is one of them."""
+    encoder = Encoder(tiny_bundle, bucket_shapes=True, warmup=True)
+    assert encoder._buckets is not None
+    options = ServerOptions(model_name="tiny", max_batch_tokens=512, max_wait_ms=20)
+    app_shapes: list[tuple[int, int]] = []
+    rng = random.Random(3)
+    words = ["the", "city", "council", "spent", "weekend", "repairing", "a", "cheaper", "bus", "debate"]
+    requests = [[" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(rng.randint(1, 4))]
+                for _ in range(60)]
+
+    async def main() -> list[httpx.Response]:
+        async with asgi_client(encoder, options) as client:
+            run = encoder._session.run
+
+            def spy(outputs: object, feeds: dict[str, np.ndarray], *args: object) -> object:
+                app_shapes.append(feeds["input_ids"].shape)
+                return run(outputs, feeds, *args)
+
+            encoder._session.run = spy  # type: ignore[method-assign]
+            try:
+                return await asyncio.gather(*(
+                    client.post("/v1/embeddings", json={"model": "tiny", "input": r}) for r in requests))
+            finally:
+                encoder._session.run = run  # type: ignore[method-assign]
+
+    responses = asyncio.run(main())
+    assert (64, 8) in encoder._warmed  # 512 // 8 rows: past encode's own CPU warm-up of 32
+    assert app_shapes and set(app_shapes) <= encoder._warmed, set(app_shapes) - encoder._warmed
+    assert all(rows * width <= 512 for rows, width in app_shapes), app_shapes
+    assert any(rows > 4 for rows, _ in app_shapes)  # requests did share calls
+    for texts, response in zip(requests, responses, strict=True):
+        got = np.asarray([d["embedding"] for d in response.json()["data"]], dtype=np.float32)
+        np.testing.assert_allclose(got, encoder.encode(texts), atol=1e-5)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 from fusembed import Overloaded, Stopping
+from fusembed._batching import ShapeBuckets
 from fusembed.server import ServerOptions
 from fusembed.server._batcher import BatchStats, MicroBatcher
 from fusembed.server._tokenize import INLINE_CHARS
@@ -328,3 +329,43 @@ def test_requests_during_or_after_stop_are_refused() -> None:
     assert [type(e) for e in refused] == [Stopping, Stopping]
     assert all("shutting down" in str(e) for e in refused)
     assert [row[0] for call in model.calls for row in call] == [1]
+
+
+def test_with_bucketed_shapes_the_budget_counts_each_batch_as_padded_to_its_bucket() -> None:
+    """An encoder with bucketed shapes (the CUDA default) pads every call up to a power of two of
+    rows and a bucket width: the batcher counts that, so no call runs more padded tokens than the
+    budget, nor a shape outside those warmed for it."""
+    buckets = ShapeBuckets(512)
+    requests = [[[i] * 9] for i in range(7)]  # 7 x 9 = 63 tokens; padded to the bucket, 8 x 12 = 96
+    for bucketed in (False, True):
+        model = FakeModel()
+
+        async def main(model: FakeModel, bucketed: bool) -> None:
+            batcher = batcher_for(model, max_batch_tokens=64, max_wait_s=0.05,
+                                  buckets=buckets if bucketed else None)
+            await batcher.start()
+            await asyncio.gather(*(batcher.embed(rows) for rows in requests))
+            await batcher.stop()
+
+        run(main(model, bucketed))
+        padded = [buckets.shape(len(call), max(map(len, call))) for call in model.calls]
+        if bucketed:
+            assert padded == [(4, 12), (4, 12)] and all(r * w <= 64 for r, w in padded)
+            assert set(padded) <= set(buckets.warmup_shapes(64 // 8, 64))
+        else:
+            assert padded == [(8, 12)]  # one call of 63 tokens, which the bucket pads to 96
+
+
+def test_a_request_over_the_budget_is_split_within_it_as_padded() -> None:
+    model = FakeModel()
+    buckets = ShapeBuckets(512)
+
+    async def main() -> None:
+        batcher = batcher_for(model, max_batch_tokens=64, buckets=buckets)
+        await batcher.start()
+        await batcher.embed([[i] * 9 for i in range(7)])  # alone: 7 x 9 = 63, padded 96
+        await batcher.stop()
+
+    run(main())
+    padded = [buckets.shape(len(call), max(map(len, call))) for call in model.calls]
+    assert all(r * w <= 64 for r, w in padded) and sum(map(len, model.calls)) == 7, padded
