@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 import random
@@ -297,3 +298,11 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 def command_line() -> str:
     """The command that started this process, as a shell would take it back."""
     return shlex.join(sys.orig_argv)
+
+
+def save_report(out: Path, stem: str, report: dict[str, object], text: str) -> None:
+    """Write `report` as out/STEM.json and its markdown `text` as out/STEM.md; print the text."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)

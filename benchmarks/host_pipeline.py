@@ -5,7 +5,8 @@ padding, the hand-over between its helper thread and the model calls) against a 
 
 The bundle's session is replaced by one whose `run` sleeps (the GIL released, as onnxruntime
 releases it) for a fixed time per text, at a few speeds relative to this machine's tokenizer;
-the encoder runs with the CUDA defaults (512 texts and 65536 tokens per call, bucketed shapes).
+the encoder runs with the CUDA defaults (512 texts and 65536 tokens per call, bucketed shapes,
+chunks that start small and grow).
 A device slower than the tokenizer should be busy nearly all the time; one faster than it can
 only be fed as fast as the tokenizer goes. Needs no GPU: it measures the part of GPU throughput
 that the host decides. Writes benchmarks/results/host_pipeline.md and .json.
@@ -14,7 +15,6 @@ that the host decides. Writes benchmarks/results/host_pipeline.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from fusembed import Encoder, _encoder
 from fusembed._batching import CUDA_BATCH_SIZE, CUDA_MAX_TOKENS
-from harness import command_line, machine, short_texts
+from harness import command_line, machine, save_report, short_texts
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -55,6 +55,7 @@ def main() -> None:
     texts = short_texts(args.texts, seed=3)
     encoder = Encoder(args.bundle, precision="fp32", bucket_shapes=True, warmup=False)
     encoder.default_batch_size, encoder.default_max_tokens = CUDA_BATCH_SIZE, CUDA_MAX_TOKENS
+    encoder._grow_chunks = True  # as on CUDA: the first chunks small, growing
     tokenize_s = []
     for _ in range(args.passes):
         began = time.perf_counter()
@@ -95,11 +96,7 @@ def main() -> None:
                               "machine": {"cpu": here.cpu, "isa": here.isa, "cores": here.cores,
                                           "python": here.python, "onnxruntime": here.onnxruntime},
                               "tokenizer_texts_per_s": tokenizer_rate, "speeds": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "host_pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    (args.out / "host_pipeline.md").write_text(text)
-    print(text)
+    save_report(args.out, "host_pipeline", report, markdown(report))
 
 
 def markdown(r: dict[str, Any]) -> str:

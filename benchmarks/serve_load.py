@@ -55,6 +55,7 @@ from harness import (
     percentiles,
     rotated,
     rss_mb,
+    save_report,
     short_texts,
 )
 
@@ -373,10 +374,7 @@ def main() -> None:
     report["batching_speedup"] = speed["batching_on"] / speed["batching_off"]
     report["batching_speedup_per_round"] = ratios
     report["model_alone_ceiling"] = alone["batch32_texts_per_s"] / alone["batch1_texts_per_s"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "serve.md").write_text(markdown(report))
-    print(markdown(report))
+    save_report(args.out, "serve", report, markdown(report))
 
 
 def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
@@ -424,11 +422,7 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
             "p99_ms": statistics.median(r["p99_ms"] for r in runs),
             "exit_code": server.stop(),
         }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve-workers.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = workers_markdown(report)
-    (args.out / "serve-workers.md").write_text(text)
-    print(text)
+    save_report(args.out, "serve-workers", report, workers_markdown(report))
 
 
 def workers_markdown(r: dict[str, Any]) -> str:

@@ -154,11 +154,12 @@ def test_chunked_tokenization_gives_the_same_rows(encoder: Encoder, monkeypatch:
     np.testing.assert_allclose(encoder.encode(texts, batch_size=4), whole, atol=1e-5)
 
 
-def test_chunks_start_small_and_grow_so_the_model_starts_early(
+def test_on_cuda_chunks_start_small_and_grow_so_the_gpu_starts_early(
     encoder: Encoder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first chunk is the one the model waits for: an eighth of the chunk length (at least one
-    batch), then each chunk half as large again, up to the chunk length."""
+    """On CUDA the first chunk is the one the GPU waits for: an eighth of the chunk length (at
+    least one batch), then each chunk half as large again, up to the chunk length. On the CPU
+    every chunk has the full length, which sorts better."""
     from fusembed import _encoder
     from fusembed.export.texts import varied_texts
 
@@ -167,10 +168,13 @@ def test_chunks_start_small_and_grow_so_the_model_starts_early(
     tokenize = encoder._tokenize
     monkeypatch.setattr(encoder, "_tokenize", lambda texts: tokenized.append(len(texts)) or tokenize(texts))
     texts = varied_texts(50, seed=5)
-    np.testing.assert_allclose(encoder.encode(texts, batch_size=1), encoder.encode(texts, batch_size=50),
-                               atol=1e-5)
-    assert tokenized[:7] == [2, 3, 4, 6, 9, 13, 13]
-    assert tokenized[7:] == [50]  # 50 texts in batches of 50: one chunk, no helper thread
+    whole = encoder.encode(texts, batch_size=50)
+    assert tokenized == [50]  # 50 texts in batches of 50: one chunk, no helper thread
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=1), whole, atol=1e-5)
+    assert tokenized[1:] == [16, 16, 16, 2]  # the CPU default
+    monkeypatch.setattr(encoder, "_grow_chunks", True)  # what device="cuda" sets
+    np.testing.assert_allclose(encoder.encode(texts, batch_size=1), whole, atol=1e-5)
+    assert tokenized[5:] == [2, 3, 4, 6, 9, 13, 13]
 
 
 @pytest.mark.parametrize("threads", [0, -1, True, 1.5, "2"])
