@@ -541,7 +541,7 @@ def _chunk_sizes(total: int, first: int, largest: int) -> list[int]:
     while total > 0:
         sizes.append(min(size, total))
         total -= sizes[-1]
-        size = min(size * 3 // 2, largest)
+        size = min(max(size * 3 // 2, size + 1), largest)
     return sizes
 
 
