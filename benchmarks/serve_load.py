@@ -22,6 +22,10 @@ With `--workers 1,2` it runs only this instead, and writes serve-workers.md and 
    each N, batching on and off, all servers up at once and taking turns round after round;
    requests/s and server CPU per request, the CPU summed over every process of the server (the
    model process and its HTTP workers), medians over rounds.
+
+`--client-procs N` spreads the concurrent clients over N processes (forked; the requests are dealt
+out round-robin): one asyncio client process tops out at a few thousand requests/s, below what a
+GPU server answers.
 """
 
 from __future__ import annotations
@@ -297,6 +301,8 @@ def main() -> None:
                         "a GPU server needs several to be loaded fully)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.client_procs < 1:
+        parser.error(f"--client-procs must be at least 1, got {args.client_procs}")
     if args.workers:
         workers_comparison(args, [int(n) for n in args.workers.split(",")])
         return

@@ -133,8 +133,9 @@ class Encoder:
         # the new ones first (see `_warm_for`).
         self._warmed: set[tuple[int, int]] = set()
         self._warmed_budgets: set[tuple[int, int]] = set()
-        self._warm_on_use = bool(warmup if warmup is not None else bucketed) and self._buckets is not None
-        if warmup if warmup is not None else bucketed:
+        warm = warmup if warmup is not None else bucketed
+        self._warm_on_use = warm and self._buckets is not None
+        if warm:
             self.warmup()
 
     # Set by `from_pretrained`: the hub repository and the commit the bundle was loaded from.
