@@ -458,17 +458,18 @@ class Encoder:
 
         The first chunk is the one nothing overlaps: the model waits for it. On CUDA chunks
         therefore start at an eighth of `chunk` (at least one batch) and grow by half up to
-        `chunk`, so that the GPU starts after 512 texts are tokenized rather than 4096. On the
+        `chunk`, so that the GPU starts after 512 texts are tokenized rather than 4096, and a
+        call of 2048 texts overlaps its tokenizing with the GPU as a call of 20000 does. On the
         CPU, where tokenizing is a few percent of the model's time, every chunk is `chunk` long:
         longer chunks sort better, and 7500 mixed texts ran 8% faster so."""
 
         def prepare(texts: list[str]) -> list[_Batch]:
             return self._prepare(self._tokenize(texts), batch_size, max_tokens, prompt_tokens)
 
-        if len(items) <= chunk:  # the common case: no thread to start
+        first = max(batch_size, chunk // 8) if self._grow_chunks else chunk
+        if len(items) <= first:  # one chunk: no thread to start
             yield 0, prepare(items)
             return
-        first = max(batch_size, chunk // 8) if self._grow_chunks else chunk
         sizes = _chunk_sizes(len(items), first, chunk)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusembed-tokenize") as pool:
             pending = pool.submit(prepare, items[: sizes[0]])

@@ -175,6 +175,14 @@ def test_on_cuda_chunks_start_small_and_grow_so_the_gpu_starts_early(
     monkeypatch.setattr(encoder, "_grow_chunks", True)  # what device="cuda" sets
     np.testing.assert_allclose(encoder.encode(texts, batch_size=1), whole, atol=1e-5)
     assert tokenized[5:] == [2, 3, 4, 6, 9, 13, 13]
+    del tokenized[:]
+    # A call no longer than one full chunk is still split on CUDA, so that its tokenizing, too,
+    # overlaps the model; on the CPU it is one chunk.
+    np.testing.assert_allclose(encoder.encode(texts[:16], batch_size=1), whole[:16], atol=1e-5)
+    assert tokenized == [2, 3, 4, 6, 1]
+    monkeypatch.setattr(encoder, "_grow_chunks", False)
+    np.testing.assert_allclose(encoder.encode(texts[:16], batch_size=1), whole[:16], atol=1e-5)
+    assert tokenized[5:] == [16]
 
 
 @pytest.mark.parametrize("threads", [0, -1, True, 1.5, "2"])
