@@ -80,6 +80,9 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
                             "--device cuda"): "needs a GPU",
     ("docs/gpu.md", "bash", "python benchmarks/gpu.py bundles/all-MiniLM-L6-v2 --st-model "
                             "path/to/all-MiniLM-L6-v2 --server"): "needs a GPU and torch with CUDA",
+    ("docs/gpu.md", "bash", "bash benchmarks/offline_payload.sh parts/ bundles/all-MiniLM-L6-v2     "
+                            "# here; FP32=1 adds model.onnx"):
+        "downloads about 260 MB of wheels from the package index; its run.sh is for a GPU host",
 }
 PORTS = ("8080", "8081")
 
