@@ -62,7 +62,10 @@ def parse_request(body: bytes, *, limits: Limits, models: tuple[str, ...], dim: 
     put before each input when a request names none."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ApiError(400, "the request body nests JSON arrays or objects too deeply to parse; "
+                            "send a JSON object") from None
+    except ValueError as exc:  # bad JSON or UTF-8, or an integer too long to convert
         raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(payload, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {_json_type(payload)}")
@@ -121,9 +124,7 @@ def _check_input(raw: object, limits: Limits) -> list[str]:
     if len(texts) > limits.max_inputs:
         raise ApiError(400, f"'input' has {len(texts)} items; the limit is {limits.max_inputs} per request",
                        param="input")
-    if all(isinstance(t, int) and not isinstance(t, bool) for t in texts) or any(
-        isinstance(t, list) for t in texts
-    ):
+    if _token_ids(texts) or any(isinstance(t, list) and _token_ids(t) for t in texts):
         raise ApiError(400, "token arrays are not accepted: send text. This server tokenizes with its "
                             "model's own tokenizer, whose ids differ from OpenAI's", param="input")
     for i, text in enumerate(texts):
@@ -153,6 +154,11 @@ def response_body(
     data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)]
     usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
     return json.dumps({"object": "list", "data": data, "model": model, "usage": usage}).encode()
+
+
+def _token_ids(values: list[object]) -> bool:
+    """Whether `values` is a non-empty list of integers: token ids, as OpenAI's API accepts them."""
+    return bool(values) and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def _json_type(value: object) -> str:
