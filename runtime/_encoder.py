@@ -122,6 +122,14 @@ class Encoder:
                 f"{self.bundle / self.variant.file}: graph inputs {names} differ from the "
                 f"manifest's {self.manifest.inputs}; the bundle is damaged"
             )
+        outputs = {o.name: o.shape for o in self._session.get_outputs()}
+        width = outputs.get(self.manifest.output, [None])[-1]
+        if self.manifest.output not in outputs or (isinstance(width, int) and width != self.manifest.dim):
+            found = ", ".join(f"{name} {shape}" for name, shape in outputs.items())
+            raise BundleError(
+                f"{self.bundle / self.variant.file}: the graph's outputs ({found}) do not include "
+                f"{self.manifest.output!r} with the manifest's dim {self.manifest.dim}; the bundle is damaged"
+            )
         self._needs_type_ids = "token_type_ids" in names
         bucketed = device == "cuda" if bucket_shapes is None else bucket_shapes
         self._buckets = ShapeBuckets(self.manifest.max_seq_length) if bucketed else None

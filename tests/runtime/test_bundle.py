@@ -79,6 +79,17 @@ def test_damaged_onnx_with_matching_hash_is_still_named(bundle: Path) -> None:
         Encoder(bundle)
 
 
+@pytest.mark.parametrize(
+    "change", [{"dim": 100}, {"output": "token_embeddings"}], ids=["dim", "output"])
+def test_a_manifest_that_does_not_match_the_graphs_output_is_a_damaged_bundle(
+    bundle: Path, change: dict[str, object]
+) -> None:
+    edit_manifest(bundle, lambda d: d.update(change))
+    with pytest.raises(BundleError, match=r"model\.onnx: the graph's outputs \(sentence_embedding "
+                                          r"\['\w+', 32\]\) do not include .*the bundle is damaged"):
+        Encoder(bundle)
+
+
 def test_damaged_tokenizer(bundle: Path) -> None:
     (bundle / "tokenizer.json").write_text('{"version": "1.0", "model": 5}')
     with pytest.raises(BundleError, match=r"tokenizer\.json: not a readable tokenizers file"):
