@@ -373,13 +373,9 @@ class Encoder:
                 vocabulary; nothing was encoded.
         """
         batch_size, max_tokens = self._budget(batch_size, max_tokens)
+        rows = _check_rows(rows, self.max_seq_length)
         self._warm_for(batch_size, max_tokens)
         out = np.empty((len(rows), self.manifest.dim), dtype=np.float32)
-        for i, row in enumerate(rows):
-            if not 0 < len(row) <= self.max_seq_length:
-                raise InputError(
-                    f"rows[{i}] has {len(row)} tokens; expected 1 to {self.max_seq_length} (use tokenize)"
-                )
         if rows:
             self._run_batches(self._prepare(rows, batch_size, max_tokens), out, None)
         return out if self.dim == self.manifest.dim else out[:, : self.dim].copy()
@@ -571,6 +567,9 @@ def resolve_prompt(manifest: Manifest, prompt_name: str | None = None, prompt: s
     if prompt is not None:
         if not isinstance(prompt, str):
             raise ArgumentError("prompt", f"must be a str, got {type(prompt).__name__}")
+        if (at := surrogate_at(prompt)) is not None:
+            raise ArgumentError("prompt", f"has a lone surrogate at position {at}, which is not valid "
+                                "Unicode")
         chosen = prompt
     elif prompt_name is not None:
         if not isinstance(prompt_name, str):
@@ -598,6 +597,31 @@ def check_truncate_dim(manifest: Manifest, truncate_dim: int | None) -> int | No
         raise ArgumentError("truncate_dim", f"is {truncate_dim}, but this model's embeddings "
                             f"have {manifest.dim} dimensions")
     return truncate_dim
+
+
+def _check_rows(rows: object, max_seq_length: int) -> list[Sequence[int]]:
+    """`encode_tokens`' rows as a list, each checked: 1 to `max_seq_length` integer ids (a 2-D
+    integer numpy array is taken row by row). The ids' range is checked as batches are padded."""
+    if isinstance(rows, np.ndarray):
+        if rows.ndim != 2 or rows.dtype.kind not in "iu":
+            raise InputError(f"rows as a numpy array must be 2-D with integer ids, got {rows.ndim}-D "
+                             f"{rows.dtype} (use tokenize)")
+        checked: list[Sequence[int]] = rows.tolist()
+    elif isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
+        raise InputError(f"rows must be a list of token id lists, got {type(rows).__name__} (use tokenize)")
+    else:
+        checked = list(rows)
+    for i, row in enumerate(checked):
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+            raise InputError(
+                f"rows[{i}] is {type(row).__name__}, expected a list of token ids (use tokenize)")
+        if not 0 < len(row) <= max_seq_length:
+            raise InputError(
+                f"rows[{i}] has {len(row)} tokens; expected 1 to {max_seq_length} (use tokenize)")
+        if (kind := np.asarray(row).dtype.kind) not in "iu":  # numpy would truncate 101.5 to 101
+            what = {"f": "floats", "b": "booleans", "U": "strings"}.get(kind, "values that are not ints")
+            raise InputError(f"rows[{i}] holds {what}; token ids are ints (use tokenize)")
+    return checked
 
 
 def _check_texts(texts: object) -> list[str]:

@@ -8,7 +8,7 @@ from typing import TypedDict
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import ArgumentError
+from ._errors import ArgumentError, check_positive_int
 
 ArrayLike = npt.ArrayLike
 Scores = npt.NDArray[np.float32]
@@ -89,8 +89,8 @@ def semantic_search(
         >>> semantic_search([1.0, 0.0], [[0.0, 1.0], [1.0, 0.1]], top_k=1)
         [[{'corpus_id': 1, 'score': 0.995...}]]
     """
-    if top_k < 1:
-        raise ArgumentError("top_k", f"must be at least 1, got {top_k}")
+    check_positive_int("top_k", top_k)
+    check_positive_int("corpus_chunk_size", corpus_chunk_size)
     queries = _as_2d(query_embeddings, "query_embeddings")
     corpus = _as_2d(corpus_embeddings, "corpus_embeddings")
     # Per chunk keep only the chunk's best k, so memory stays (queries x chunk), not (queries x corpus).

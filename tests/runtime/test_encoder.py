@@ -144,6 +144,11 @@ def test_progress_bar_goes_to_stderr(encoder: Encoder, capsys: pytest.CaptureFix
     assert capsys.readouterr().err == ""  # off by default
 
 
+def test_a_prompt_with_a_lone_surrogate_is_an_argument_error(encoder: Encoder) -> None:
+    with pytest.raises(ArgumentError, match="prompt has a lone surrogate at position 3"):
+        encoder.encode(["a"], prompt="abc\ud800: ")
+
+
 def test_chunked_tokenization_gives_the_same_rows(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> None:
     from fusembed import _encoder
     from fusembed.export.texts import varied_texts
@@ -207,12 +212,27 @@ def test_tokenize_then_encode_tokens_equals_encode(encoder: Encoder) -> None:
         ([[101] * 300], r"rows\[0\] has 300 tokens; expected 1 to 256"),
         ([[101, 10**9, 102]], "token ids must lie in"),
         ([[101, -1, 102]], "token ids must lie in"),
-        ([[101, "x", 102]], "must hold ints"),
+        ([[101, "x", 102]], r"rows\[0\] holds strings; token ids are ints"),
+        ([[101, 2000.5, 102]], r"rows\[0\] holds floats"),  # not truncated to 2000
+        ([[101, 10**30]], r"rows\[0\] holds values that are not ints"),
+        ([101, 102], r"rows\[0\] is int, expected a list of token ids"),
+        (["hello"], r"rows\[0\] is str, expected a list of token ids"),
+        ("hello", "rows must be a list of token id lists, got str"),
+        (7, "rows must be a list of token id lists, got int"),
+        (np.array([101, 102]), "must be 2-D with integer ids, got 1-D int64"),
+        (np.array([[101.0, 102.0]]), "must be 2-D with integer ids, got 2-D float64"),
     ],
 )
-def test_encode_tokens_rejects_bad_rows(encoder: Encoder, rows: list[list[object]], message: str) -> None:
+def test_encode_tokens_rejects_bad_rows(encoder: Encoder, rows: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         encoder.encode_tokens(rows)  # type: ignore[arg-type]
+
+
+def test_encode_tokens_takes_a_2d_integer_array(encoder: Encoder) -> None:
+    rows = encoder.tokenize(["first text", "the second"])
+    same_length = np.array([rows[0][:3], rows[1][:3]], dtype=np.int32)
+    np.testing.assert_allclose(encoder.encode_tokens(same_length),
+                               encoder.encode_tokens([r[:3] for r in rows]), atol=1e-6)
 
 
 def test_tokenize_rejects_what_encode_rejects(encoder: Encoder) -> None:

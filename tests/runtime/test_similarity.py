@@ -47,6 +47,10 @@ def test_top_k_larger_than_corpus(data: tuple[np.ndarray, np.ndarray]) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ArgumentError, match="top_k"):
         semantic_search([1.0], [[1.0]], top_k=0)
+    with pytest.raises(ArgumentError, match=r"top_k must be a positive int, got 1\.5"):
+        semantic_search([1.0], [[1.0]], top_k=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="corpus_chunk_size must be a positive int, got 0"):
+        semantic_search([1.0], [[1.0]], corpus_chunk_size=0)
     with pytest.raises(ArgumentError, match="dimension mismatch"):
         dot_score([1.0, 2.0], [[1.0, 2.0, 3.0]])
     with pytest.raises(ArgumentError, match="vector or a matrix"):
