@@ -152,7 +152,7 @@ def embed_dataset(
 
 def embed_corpus_with_ray(
     source: Source,
-    output_dir: Path,
+    output_dir: str | Path,
     bundle: str | Path,
     options: CorpusOptions | None = None,
     ray_options: RayOptions | None = None,
@@ -197,7 +197,7 @@ def embed_corpus_with_ray(
     options = options or CorpusOptions()
     ray_options = ray_options or RayOptions()
     started = time.perf_counter()
-    bundle = Path(bundle)
+    bundle, output_dir = Path(bundle), Path(output_dir)
     manifest = read_manifest(bundle)  # checked here, before Ray starts
     chosen = _device(device, ray_options.gpus_per_worker, gpus="gpus_per_worker")
     threads = _threads(threads, ray_options.cpus_per_worker)

@@ -62,7 +62,7 @@ class CorpusReport:
     files: list[str] = field(default_factory=list)
 
 
-def embed_corpus(source: Source, output_dir: Path, encoder: Encoder,
+def embed_corpus(source: Source, output_dir: str | Path, encoder: Encoder,
                  options: CorpusOptions | None = None) -> CorpusReport:
     """Embed every row of `source` into Parquet shards in `output_dir`; see `fusembed.corpus`.
 
@@ -71,6 +71,7 @@ def embed_corpus(source: Source, output_dir: Path, encoder: Encoder,
             output_dir that holds something else: another run's output, or files not ours.
     """
     options = options or CorpusOptions()
+    output_dir = Path(output_dir)
     started = time.perf_counter()
     bundle = {**bundle_record(encoder.bundle, encoder.manifest), "variant": encoder.precision,
               "sha256": encoder.manifest.files[encoder.variant.file]}

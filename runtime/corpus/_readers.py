@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from .._errors import ArgumentError, InputError
 from .._readers import InputFormat, format_of
@@ -27,14 +27,19 @@ class Source:
     id_field: str | None = None
 
     @classmethod
-    def open(cls, path: Path, *, format: InputFormat | None = None, text_field: str = "text",
+    def open(cls, path: str | Path, *, format: InputFormat | None = None, text_field: str = "text",
              id_field: str | None = None) -> Source:
         """Check the file can be read and, for Parquet, that the named columns exist.
 
         Raises:
             InputError: the file is missing, unreadable, or (Parquet) lacks a named column.
-            ArgumentError: `id_field` for a text file, whose ids are its row numbers.
+            ArgumentError: a `format` other than "text", "jsonl" or "parquet", or `id_field` for
+                a text file, whose ids are its row numbers.
         """
+        if format is not None and format not in get_args(InputFormat):
+            raise ArgumentError("format", f"must be one of {', '.join(get_args(InputFormat))} or None "
+                                f"(from the file's suffix), got {format!r}")
+        path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
         chosen = format or format_of(path)

@@ -112,7 +112,7 @@ def test_bad_rows_are_listed_per_shard_and_gathered_in_row_order(tmp_path: Path,
     # A lost shard is redone; its list is written again, and the gathered file is the same.
     (out / "part-00002.parquet").unlink()
     (out / "_bad_rows.jsonl.part-00002").unlink()
-    again = embed_corpus(Source.open(path), out, encoder, options)
+    again = embed_corpus(Source.open(str(path)), str(out), encoder, options)  # str paths work too
     assert (again.shards_resumed, again.bad_rows) == (2, len(expected))
     assert [(b.row, b.id, b.reason) for b in read_bad_rows(out)] == expected
 

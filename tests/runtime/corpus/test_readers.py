@@ -136,3 +136,13 @@ def test_an_id_field_needs_jsonl_or_parquet(tmp_path: Path) -> None:
 def test_a_directory_is_not_an_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a file"):
         Source.open(tmp_path)
+
+
+def test_a_str_path_opens_and_an_unknown_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_bytes(b"x\n")
+    assert Source.open(str(path)).path == path
+    message = r"^format must be one of text, jsonl, parquet or None .*'csv'"
+    with pytest.raises(ArgumentError, match=message) as caught:
+        Source.open(path, format="csv")  # type: ignore[arg-type]
+    assert caught.value.param == "format"
