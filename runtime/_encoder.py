@@ -29,7 +29,7 @@ from ._errors import ArgumentError, BundleError, InputError, check_positive_int
 from ._hub import HubRevision, fetch_bundle
 from ._manifest import Manifest, Variant, check_files, read_manifest
 from ._progress import Progress
-from ._providers import Device, Provider, available_cpus, check_session_device, providers_for
+from ._providers import DEVICES, Device, Provider, available_cpus, check_session_device, providers_for
 from ._text import surrogate_at
 from ._tokens import TextTokenizer
 
@@ -91,13 +91,8 @@ class Encoder:
         thread_spinning: bool = True,
     ) -> None:
         self.bundle = Path(bundle)
+        _check_options(device, precision, threads, verify, bucket_shapes, warmup, thread_spinning)
         providers = providers_for(device)
-        check_positive_int("threads", threads, none_ok=True)
-        for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
-            if flag is not None and not isinstance(flag, bool):
-                raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
-        if not isinstance(thread_spinning, bool):
-            raise ArgumentError("thread_spinning", f"must be True or False, got {thread_spinning!r}")
         # Only the files this encoder uses are checked (below): the tokenizer and its variant.
         self.manifest: Manifest = read_manifest(self.bundle, files=())
         self.truncate_dim: int | None = self._check_truncate_dim(truncate_dim)
@@ -196,6 +191,9 @@ class Encoder:
             HubError: the repository or revision does not exist or is not accessible, the hub
                 cannot be reached, or (offline) the bundle is not in the cache.
         """
+        # Arguments and this machine's providers first: nothing is downloaded for a call that fails.
+        _check_options(device, precision, threads, verify, bucket_shapes, warmup, thread_spinning)
+        providers_for(device)
         folder, hub = fetch_bundle(
             repo_id, revision=revision, cache_dir=cache_dir, token=token,
             local_files_only=local_files_only, verify=verify,
@@ -642,6 +640,28 @@ def _check_texts(texts: object) -> list[str]:
             raise InputError(f"texts[{i}] has a lone surrogate at position {at}, which is not valid "
                              "Unicode; nothing was encoded")
     return items  # type: ignore[return-value]  # every item was just checked to be a str
+
+
+def _check_options(device: object, precision: object, threads: object, verify: object,
+                   bucket_shapes: object, warmup: object, thread_spinning: object) -> None:
+    """`Encoder`'s options, each alone and device with precision, before any file is read.
+
+    Raises:
+        ArgumentError: the first option that is not one `Encoder` takes.
+    """
+    if device not in DEVICES:
+        raise ArgumentError("device", f"must be one of {DEVICES}, got {device!r}")
+    if precision not in ("auto", "fp32", "int8", "fp16"):
+        raise ArgumentError("precision", f"must be 'auto', 'fp32', 'int8' or 'fp16', got {precision!r}")
+    if precision == "int8" and device == "cuda":
+        raise ArgumentError("precision", "'int8' is for the CPU; on CUDA use 'fp16' or 'fp32'")
+    check_positive_int("threads", threads, none_ok=True)
+    for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
+        if flag is not None and not isinstance(flag, bool):
+            raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
+    for name, flag in (("verify", verify), ("thread_spinning", thread_spinning)):
+        if not isinstance(flag, bool):
+            raise ArgumentError(name, f"must be True or False, got {flag!r}")
 
 
 def _choose_variant(manifest: Manifest, device: Device, precision: PrecisionChoice) -> Choice:

@@ -191,7 +191,7 @@ def _cause(exc: BaseException) -> str:
     while not str(exc).strip() and exc.__cause__ is not None:
         exc = exc.__cause__
     first = str(exc).strip().splitlines()
-    return first[0] if first else type(exc).__name__
+    return first[0].rstrip(".") if first else type(exc).__name__  # the caller ends the sentence
 
 
 # -- publishing ------------------------------------------------------------------------------------

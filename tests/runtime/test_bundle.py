@@ -112,6 +112,15 @@ def test_int8_is_refused_on_cuda_before_anything_loads(bundle: Path) -> None:
 
     with pytest.raises(ArgumentError, match="int8' is for the CPU"):
         _choose_variant(read_manifest(bundle), "cuda", "int8")
+    # An argument error on any machine, with or without a GPU build of onnxruntime.
+    with pytest.raises(ArgumentError, match="int8' is for the CPU"):
+        Encoder(bundle, device="cuda", precision="int8")
+
+
+@pytest.mark.parametrize("verify", ["no", 0, None])
+def test_verify_must_be_a_bool(bundle: Path, verify: object) -> None:
+    with pytest.raises(ArgumentError, match="verify must be True or False"):
+        Encoder(bundle, verify=verify)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("flag", ["include_prompt", "prompt_in_mask"])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from fusembed import Encoder, HubError, read_manifest
+from fusembed import ArgumentError, Encoder, HubError, read_manifest
 from fusembed._hub import model_card
 
 from tests.blocker import prelude
@@ -214,6 +214,26 @@ def test_what_cannot_be_loaded_says_why(tiny_bundle: Path, hub: FakeHub, env: di
     result = python(ERRORS, REPO, "-", env={**env, "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert "is not in the Hugging Face cache" in result.stdout and "the hub cannot be reached" in \
         result.stdout, result.stdout + result.stderr
+    assert ".." not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"precision": "int9"}, "precision must be"), ({"device": "tpu"}, "device must be one of"),
+     ({"device": "cuda", "precision": "int8"}, "'int8' is for the CPU"), ({"threads": 0}, "threads"),
+     ({"verify": "no"}, "verify must be True or False")],
+)
+def test_from_pretrained_checks_its_arguments_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, object], message: str
+) -> None:
+    from fusembed import _encoder
+
+    def no_request(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the hub was asked")
+
+    monkeypatch.setattr(_encoder, "fetch_bundle", no_request)
+    with pytest.raises(ArgumentError, match=message):
+        Encoder.from_pretrained(REPO, **options)  # type: ignore[arg-type]
 
 
 TAMPERED = """
