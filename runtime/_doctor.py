@@ -28,7 +28,7 @@ from ._bench import batch1_ms, pass_seconds
 from ._cpu import CpuInfo, cpu_info
 from ._encoder import Encoder
 from ._errors import BundleError, FusembedError
-from ._manifest import MANIFEST_NAME, Manifest, Measurement, read_manifest
+from ._manifest import MANIFEST_NAME, Manifest, Measurement, check_files, read_manifest
 from ._similarity import row_cosine
 
 CHECK_BATCH = 32
@@ -125,20 +125,23 @@ def doctor(bundle: str | Path, *, threads: int | None = None, rounds: int = 5,
         >>> print(report.text())                                    # doctest: +SKIP
 
     Raises:
-        BundleError: the bundle is damaged, or has no check set (exported by an older fusembed).
+        BundleError: the manifest or the check set is damaged, or the bundle has no check set. A
+            damaged variant file is not raised: that variant's check carries the error.
     """
     path = Path(bundle)
-    manifest = read_manifest(path)
+    # The check set is the reference: it must be whole. A damaged variant file is that variant's
+    # error in the report (its Encoder checks its file's sha256); the others still run.
+    manifest = read_manifest(path, files=())
     if not manifest.check:
-        raise BundleError(f"{path}: this bundle has no check set (it was exported by an older "
-                          "fusembed); re-export it to use doctor")
+        raise BundleError(f"{path}: this bundle has no check set (exported without one, or by an "
+                          "older fusembed); re-export it to use doctor")
+    check_files(path, manifest, [manifest.check])
     check = CheckSet.read(path / manifest.check)
     encoders: dict[str, Encoder] = {}
     checks: dict[str, VariantCheck] = {}
     for name, variant in manifest.variants.items():
         try:
-            encoders[name] = Encoder(path, precision=name, threads=threads,  # type: ignore[arg-type]
-                                     verify=False)
+            encoders[name] = Encoder(path, precision=name, threads=threads)  # type: ignore[arg-type]
         except FusembedError as exc:
             checks[name] = VariantCheck(name, variant.scheme, None, str(exc))
     measured = measure_variants(encoders, check.texts, check.embeddings, rounds=rounds, by="doctor")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from .._auto import choose_auto
 from .._cpu import cpu_info
-from .._manifest import read_manifest
+from .._errors import BundleError
+from .._manifest import check_files, read_manifest
 from ._options import add_bundle, bundle_folder
 
 
@@ -19,12 +21,26 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status 1 when a file the manifest lists is missing or fails its sha256: the manifest
+    is still shown, and each damaged file named (the variants it does not touch still run)."""
     folder = bundle_folder(args)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, files=())
+    problems = []
+    for name in manifest.files:
+        try:
+            check_files(folder, manifest, [name])
+        except BundleError as exc:
+            problems.append(str(exc))
     if args.json:
         print(manifest.to_json(), end="")
-        return 0
+        for problem in problems:
+            print(f"fusembed info: damaged: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     print(manifest.describe(folder))
+    print("files       " + (f"{len(problems)} of {len(manifest.files)} damaged" if problems else
+                            f"all {len(manifest.files)} match their sha256"))
+    for problem in problems:
+        print(f"PROBLEM     {problem}")
     cpu = cpu_info()
     print(f"this cpu    {cpu.describe()}")
     try:
@@ -32,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"auto (cpu)  {choice.name}: {choice.reason}")
     except LookupError:
         print("auto (cpu)  no variant of this bundle runs on the CPU")
-    return 0
+    return 1 if problems else 0

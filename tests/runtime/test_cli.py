@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +162,24 @@ def test_info(minilm_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "similarity  cosine" in out and "fp32" in out and "Attention 6" in out
     assert main(["info", str(minilm_bundle), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["dim"] == 384
+
+
+def test_info_shows_a_damaged_bundle_and_names_the_damage(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    assert main(["info", str(bundle)]) == 0
+    assert "files       all 3 match their sha256" in capsys.readouterr().out
+    (bundle / "model.onnx").unlink()
+    assert main(["info", str(bundle)]) == 1
+    out = capsys.readouterr().out
+    assert "dim         32" in out and "files       1 of 3 damaged" in out
+    assert re.search(r"PROBLEM     .*model\.onnx: listed in the manifest but missing", out), out
+    assert main(["info", str(bundle), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["dim"] == 32
+    assert "fusembed info: damaged: " in captured.err and "model.onnx" in captured.err
 
 
 def test_bad_bundle_is_one_line_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,6 +103,21 @@ def test_damaged_check_set(bundle: Path) -> None:
         doctor(bundle)
 
 
+def test_a_damaged_variant_is_reported_and_the_others_still_run(
+    bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    int8 = bundle / "model.int8.onnx"
+    int8.write_bytes(int8.read_bytes()[:1000])  # truncated
+    report = doctor(bundle, rounds=1, threads=1)
+    by_name = {c.name: c for c in report.checks}
+    assert by_name["int8"].measurement is None and "sha256 mismatch" in by_name["int8"].error
+    assert by_name["fp32"].measurement is not None and by_name["fp32"].measurement.min_cosine > 0.9999
+    assert not report.ok and any(p.startswith("int8 does not run here") for p in report.problems)
+    assert main(["doctor", str(bundle), "--rounds", "1", "--threads", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "int8" in out and "not run: " in out and "verdict    NOT OK" in out
+
+
 def test_check_set_whose_texts_and_embeddings_differ(bundle: Path) -> None:
     check = json.loads((bundle / "check.json").read_text())
     check["embeddings"] = check["embeddings"][:-1]
