@@ -19,6 +19,7 @@ from .._encoder import Encoder, PrecisionChoice
 from .._errors import ArgumentError, HubError
 from .._hub import fetch_bundle, looks_like_repo_id
 from .._providers import DEVICES
+from .._readers import STDIO, format_of, read_texts
 
 
 def default(function: Callable[..., Any], param: str) -> Any:
@@ -128,7 +129,15 @@ def add_text_input(p: argparse.ArgumentParser, flag: str, what: str, *, required
     p.add_argument(flag, dest="input", type=Path, required=required,
                    help=f"{what}: one text per line, or JSONL (*.jsonl) with --field; "
                    "- reads standard input, one text per line")
-    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    p.add_argument("--field", help="JSONL field holding the text (default: text)")
+
+
+def input_texts(args: argparse.Namespace) -> list[str]:
+    """The texts of `add_text_input`'s input; `--field` only where there are fields (JSONL)."""
+    if args.field is not None and (str(args.input) == STDIO or format_of(args.input) != "jsonl"):
+        raise ArgumentError("field", f"applies to JSONL input (*.jsonl, *.ndjson); {args.input} is read "
+                            "as one text per line")
+    return read_texts(args.input, args.field or "text")
 
 
 def _in_range(text: str, convert: Callable[[str], float], low: float, high: float, what: str) -> float:

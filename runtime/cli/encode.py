@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from .._errors import CommandError
-from .._readers import STDIO, read_texts
+from .._readers import STDIO
 from ._options import (
     add_bundle,
     add_encoder_options,
@@ -20,6 +20,7 @@ from ._options import (
     add_text_input,
     add_truncate_dim,
     encoder,
+    input_texts,
 )
 
 
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--output {args.output}: must end in .npy or .jsonl, or be - (standard output)")
         if not args.output.parent.is_dir():
             raise CommandError(f"--output {args.output}: directory {args.output.parent} does not exist")
-    texts = read_texts(args.input, args.field)
+    texts = input_texts(args)
     embeddings = encoder(args).encode(texts, batch_size=args.batch_size, show_progress_bar=args.progress)
     if to_stdout:
         write_json_lines(sys.stdout, embeddings)

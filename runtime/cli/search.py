@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from .._errors import InputError
-from .._readers import read_texts
 from .._similarity import cos_sim, dot_score, semantic_search
 from ._options import (
     add_bundle,
@@ -17,6 +16,7 @@ from ._options import (
     add_truncate_dim,
     default,
     encoder,
+    input_texts,
     positive_int,
 )
 
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    docs = read_texts(args.input, args.field)
+    docs = input_texts(args)
     if not docs:
         raise InputError(f"{args.input}: no documents to search")
     model = encoder(args)

@@ -64,6 +64,21 @@ def test_encode_jsonl_field(minilm_bundle: Path, tmp_path: Path) -> None:
     assert np.load(out).shape == (2, 384)
 
 
+@pytest.mark.parametrize("command", ["encode", "search"])
+def test_field_is_refused_where_the_input_has_no_fields(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("a\n")
+    rest = ["--output", str(tmp_path / "o.npy")] if command == "encode" else ["--query", "q"]
+    flag = "--input" if command == "encode" else "--docs"
+    assert main([command, str(tiny_bundle), flag, str(src), "--field", "body", *rest]) == 2
+    err = capsys.readouterr().err
+    assert f"fusembed {command}: error: --field applies to JSONL input" in err, err
+    assert "in.txt is read as one text per line" in err, err
+    assert not (tmp_path / "o.npy").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
