@@ -257,7 +257,7 @@ class _Guard:
     def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, api_key: str | None,
                  shutdown: _Shutdown) -> None:
         self.app, self.metrics, self.shutdown = app, metrics, shutdown
-        self.key = f"Bearer {api_key}".encode() if api_key else None
+        self.key = api_key.encode() if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -311,5 +311,7 @@ class _Guard:
         assert self.key is not None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                return hmac.compare_digest(value, self.key)
+                # The scheme is case-insensitive (RFC 9110); the key is compared in constant time.
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.key)
         return False

@@ -178,20 +178,23 @@ def test_input_limits_are_options(encoder: Encoder, model: str) -> None:
 def test_api_key(encoder: Encoder, model: str) -> None:
     options = ServerOptions(api_key="s3cret")
     body = {"json": {"model": model, "input": "a"}}
-    none, wrong, right, health, metrics = call(
+    none, wrong, right, lower, other_scheme, bare, health, metrics = call(
         encoder,
         [
             ("POST", "/v1/embeddings", body),
             ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer nope"}}),
             ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Bearer s3cret"}}),
+            ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "bearer s3cret"}}),
+            ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "Basic s3cret"}}),
+            ("POST", "/v1/embeddings", {**body, "headers": {"Authorization": "s3cret"}}),
             ("GET", "/health", {}),
             ("GET", "/metrics", {}),
         ],
         options,
     )
-    assert none.status_code == wrong.status_code == metrics.status_code == 401
+    assert {r.status_code for r in (none, wrong, other_scheme, bare, metrics)} == {401}
     assert none.json()["error"]["code"] == "invalid_api_key"
-    assert right.status_code == 200 and health.status_code == 200
+    assert right.status_code == lower.status_code == health.status_code == 200  # the scheme's case is free
 
 
 def test_metrics_count_requests_errors_and_batches(encoder: Encoder, model: str) -> None:
