@@ -48,6 +48,9 @@ class CorpusOptions:
             check_positive_int(name, getattr(self, name), none_ok=name == "batch_size")
         if self.on_bad_row not in ("fail", "skip"):
             raise ArgumentError("on_bad_row", f"must be 'fail' or 'skip', got {self.on_bad_row!r}")
+        for name in ("progress", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ArgumentError(name, f"must be True or False, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,12 @@ class ServerOptions:
             raise ArgumentError("max_wait_ms", f"must be a number of milliseconds, at least 0, got {wait!r}")
         if not isinstance(self.limits, Limits):
             raise ArgumentError("limits", f"must be a Limits, got {type(self.limits).__name__}")
+        if not isinstance(self.batching, bool):
+            raise ArgumentError("batching", f"must be True or False, got {self.batching!r}")
+        for name in ("model_name", "api_key"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ArgumentError(name, f"must be a non-empty str or None, got {value!r}")
 
 
 @dataclass

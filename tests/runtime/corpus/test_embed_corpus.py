@@ -217,6 +217,8 @@ def test_output_dir_guards(tmp_path: Path, encoder: Encoder) -> None:
         ("chunk_rows", 2.5, "chunk_rows must be a positive int, got 2.5"),
         ("batch_size", True, "batch_size must be a positive int or None, got True"),
         ("on_bad_row", "drop", "on_bad_row must be 'fail' or 'skip', got 'drop'"),
+        ("progress", "x", "progress must be True or False, got 'x'"),
+        ("overwrite", 1, "overwrite must be True or False, got 1"),
     ],
 )
 def test_options_are_checked_when_made(field: str, value: object, message: str) -> None:
