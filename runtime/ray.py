@@ -225,8 +225,8 @@ def embed_corpus_with_ray(
             if bad and options.on_bad_row == "fail":
                 raise InputError(
                     f"{bad} row{'s' if bad != 1 else ''} cannot be embedded ({first}); nothing was "
-                    f"written. Fix {'them' if bad != 1 else 'it'}, or rerun with on_bad_row='skip' to leave "
-                    "such rows out and list them"
+                    f"written. Fix {'them' if bad != 1 else 'it'}, or rerun with on_bad_row='skip' "
+                    "(--on-bad-row skip) to leave such rows out and list them"
                 )
             good = _read(source, options.chunk_rows, keep="good")
             embedded = _embed(good, bundle, manifest, text_column="text", output_column="embedding",

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .._errors import InputError
+from .._errors import ArgumentError, InputError
 from .._similarity import cos_sim, dot_score, semantic_search
 from ._options import (
     add_bundle,
@@ -41,9 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if not docs:
         raise InputError(f"{args.input}: no documents to search")
     model = encoder(args)
-    query_emb = model.encode(args.query, prompt_name=args.query_prompt_name, prompt=args.query_prompt)
-    doc_emb = model.encode(docs, batch_size=args.batch_size, prompt_name=args.doc_prompt_name,
-                           prompt=args.doc_prompt)
+    prompts = {}
+    for who in ("query", "doc"):  # both checked before anything is embedded, each by its own flag
+        try:
+            prompts[who] = model.prompt_for(getattr(args, f"{who}_prompt_name"),
+                                            getattr(args, f"{who}_prompt"))
+        except ArgumentError as exc:
+            raise ArgumentError(f"{who}_{exc.param}", exc.problem) from None
+    query_emb = model.encode(args.query, prompt=prompts["query"])
+    doc_emb = model.encode(docs, batch_size=args.batch_size, prompt=prompts["doc"])
     score = dot_score if model.similarity == "dot" else cos_sim
     hits = semantic_search(query_emb, doc_emb, top_k=args.top_k, score_function=score)[0]
     if args.json:

@@ -94,7 +94,7 @@ def embed_corpus(source: Source, output_dir: str | Path, encoder: Encoder,
         if consumed != finished["rows_in"]:
             raise InputError(f"{output_dir / shard_name(len(shard_files))} holds {finished['rows_in']} "
                              f"input rows but the input now has {consumed} there; start again with "
-                             "overwrite=True")
+                             "overwrite=True (--overwrite)")
         shard_files.append(shard_name(len(shard_files)))
         done_before += consumed
     resumed = len(shard_files)

@@ -81,23 +81,23 @@ def prepare_output_dir(output_dir: Path, run: dict[str, Any], *, overwrite: bool
         return
     if earlier is None:
         if ours:
-            raise InputError(f"{output_dir}: has shards but no {MANIFEST}; pass overwrite=True to start "
-                             "again")
+            raise InputError(f"{output_dir}: has shards but no {MANIFEST}; pass overwrite=True "
+                             "(--overwrite) to start again")
         return
     if run.get("engine") == RAY:
         raise InputError(f"{output_dir}: holds an earlier run, and runs on Ray do not resume; use another "
-                         "directory, or overwrite=True to start again")
+                         "directory, or overwrite=True (--overwrite) to start again")
     if (earlier.get("format"), earlier.get("version")) != (run["format"], run["version"]):
         raise InputError(f"{output_dir}: holds a run in another output format (written by another "
-                         "fusembed version); use another directory, or overwrite=True to start again")
+                         "fusembed version); use another directory, or overwrite=True (--overwrite) to "
+                         "start again")
     if earlier.get("engine") == RAY:
         raise InputError(f"{output_dir}: holds a run made on Ray, which cannot be resumed; use another "
-                         "directory, or overwrite=True to start again")
+                         "directory, or overwrite=True (--overwrite) to start again")
     differs = [k for k in run if k != "on_bad_row" and earlier.get(k) != run[k]]
     if differs:
-        raise InputError(f"{output_dir}: holds a run with a different {', '.join(differs)} (the input "
-                         "file, bundle or shard size changed); use another directory, or overwrite=True "
-                         "to start again")
+        raise InputError(f"{output_dir}: holds a run with a different {', '.join(differs)}; use another "
+                         "directory, or overwrite=True (--overwrite) to start again")
 
 
 def write_manifest(output_dir: Path, payload: dict[str, Any]) -> None:

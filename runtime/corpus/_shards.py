@@ -72,7 +72,8 @@ def write_shard(path: Path, shard: int, rows: Iterator[Row], schema: pa.Schema, 
                             raise InputError(
                                 f"row {r.row} (id {r.id!r}): {r.problem}. Nothing from row "
                                 f"{first_row} on was written; finished shards are kept. Fix the row, "
-                                "or rerun with on_bad_row='skip' to leave such rows out and list them"
+                                "or rerun with on_bad_row='skip' (--on-bad-row skip) to leave such "
+                                "rows out and list them"
                             )
                         bad_file.write(bad_row_line(r) + "\n")
                         bad += 1

@@ -163,6 +163,17 @@ def test_stdout_closed_early_stops_quietly(minilm_bundle: Path) -> None:
         assert reader.stderr.read() == b""
 
 
+@pytest.mark.parametrize("who", ["query", "doc"])
+def test_search_names_the_prompt_flag_that_is_wrong(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], who: str
+) -> None:
+    (tmp_path / "docs.txt").write_text("a\nb\n")
+    assert main(["search", str(tiny_bundle), "--query", "q", "--docs", str(tmp_path / "docs.txt"),
+                 f"--{who}-prompt-name", "nope"]) == 2
+    assert f"fusembed search: error: --{who}-prompt-name is 'nope', which this model does not define" in \
+        capsys.readouterr().err
+
+
 def test_search_with_empty_docs_file(minilm_bundle: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty.txt").write_text("")
