@@ -219,7 +219,7 @@ def main() -> None:
         for key, workers in (("serve_md", 1), ("serve_workers_md", args.server_workers)):
             out = args.out / f"serve_gpu_{workers}"
             subprocess.run([sys.executable, str(Path(__file__).parent / "serve_load.py"), str(args.bundle),
-                            "--device", args.device, "--soak", "4000", "--warmup", "500", "--rounds", "2",
+                            "--device", args.device, "--soak", "10000", "--warmup", "500", "--rounds", "2",
                             "--server-args", f"--workers {workers}", "--client-procs", str(args.client_procs),
                             "--out", str(out)], check=True, timeout=400)
             report[key] = (out / "serve.md").read_text()
