@@ -56,7 +56,11 @@ def read_texts(path: Path, field: str = "text") -> list[str]:
             record = json.loads(row)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or field not in record:
+        except (ValueError, RecursionError) as exc:  # an integer too long, or nesting too deep
+            raise InputError(f"{path}: line {number} is not readable JSON ({type(exc).__name__})") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: line {number} is not a JSON object ({type(record).__name__})")
+        if field not in record:
             raise InputError(f"{path}: line {number} has no field {field!r}")
         if not isinstance(record[field], str):
             raise InputError(

@@ -74,6 +74,8 @@ def json_row(number: int, line: bytes, text_field: str, id_field: str | None) ->
         record = json.loads(decoded)
     except json.JSONDecodeError as exc:
         return Row(number, number, None, f"not valid JSON ({exc.msg})")
+    except (ValueError, RecursionError) as exc:  # an integer too long, or nesting too deep
+        return Row(number, number, None, f"not readable JSON ({type(exc).__name__})")
     if not isinstance(record, dict):
         return Row(number, number, None, "not a JSON object")
     row_id: object = number

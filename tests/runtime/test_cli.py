@@ -84,6 +84,9 @@ def test_field_is_refused_where_the_input_has_no_fields(
     [
         (b'{"text": "a"}\n{"txt": "b"}\n', "in.jsonl", "line 2 has no field 'text'"),
         (b'{"text": "a"}\nnot json\n', "in.jsonl", "line 2 is not valid JSON"),
+        (b'["a"]\n', "in.jsonl", "line 1 is not a JSON object (list)"),
+        (b'{"text": "a", "n": ' + b"9" * 5000 + b"}\n", "in.jsonl",
+         "line 1 is not readable JSON (ValueError)"),
         (b'{"text": 5}\n', "in.jsonl", "field 'text' is int, expected a string"),
         (b"ok\n\xff\xfe broken\n", "in.txt", "line 2 is not valid UTF-8"),
     ],

@@ -43,6 +43,7 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
     tail = (
         '\nnot json\n\n[1, 2]\n{"id": "e", "text": "x\\ud800"}\n'  # a JSON escape of a lone surrogate
         '{"id": "\\udc00f", "text": "x"}\n{"id": "g", "text": "  "}\n'
+        '{"id": "h", "text": "x", "n": ' + "9" * 5000 + '}\n' + "[" * 100_000 + "]" * 100_000 + "\n"
     )
     path.write_text("\n".join(json.dumps(x) for x in lines) + tail)
     got = rows(Source.open(path, id_field="id"))
@@ -57,7 +58,9 @@ def test_jsonl_with_ids(tmp_path: Path) -> None:
     assert got[9][3] == "not valid Unicode (a lone surrogate at position 1)"
     assert got[10] == (10, 10, None, "id field 'id' is not valid Unicode (a lone surrogate at position 0)")
     assert got[11] == (11, "g", None, "empty text")
-    assert [r[0] for r in got] == list(range(12))
+    assert got[12] == (12, 12, None, "not readable JSON (ValueError)")  # an integer of 5000 digits
+    assert got[13] == (13, 13, None, "not readable JSON (RecursionError)")
+    assert [r[0] for r in got] == list(range(14))
 
 
 @pytest.mark.parametrize(
