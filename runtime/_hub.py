@@ -82,6 +82,9 @@ def fetch_bundle(
                           "pip install huggingface_hub") from None
     if not isinstance(repo_id, str) or not looks_like_repo_id(repo_id):
         raise ArgumentError("repo_id", f"must be a hub repository id like 'org/name', got {repo_id!r}")
+    if revision is not None and (not isinstance(revision, str) or not revision.strip()):
+        raise ArgumentError("revision", f"must be a branch, tag or commit, or None for main; "
+                            f"got {revision!r}")
     offline = bool(local_files_only or constants.HF_HUB_OFFLINE)
     asked = revision or "main"
     where = f"hub repository {repo_id!r} (revision {asked})"

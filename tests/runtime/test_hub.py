@@ -217,6 +217,14 @@ def test_what_cannot_be_loaded_says_why(tiny_bundle: Path, hub: FakeHub, env: di
     assert ".." not in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("revision", ["", "  ", 3])
+def test_an_empty_revision_is_an_argument_error(revision: object) -> None:
+    from fusembed._hub import fetch_bundle
+
+    with pytest.raises(ArgumentError, match="revision must be a branch, tag or commit"):
+        fetch_bundle(REPO, revision=revision, local_files_only=True)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [({"precision": "int9"}, "precision must be"), ({"device": "tpu"}, "device must be one of"),
