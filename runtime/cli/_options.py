@@ -65,11 +65,20 @@ def bundle_folder(args: argparse.Namespace) -> Path:
 
 @contextmanager
 def _from_hub(repo: str) -> Iterator[None]:
-    """Say that a path that does not exist was taken as a hub id: it may be a mistyped folder."""
+    """Say that a path that does not exist was taken as a hub id: it may be a mistyped folder.
+
+    huggingface_hub logs a warning of several lines at each retry when the hub cannot be reached;
+    the command's own one-line error says the same at the end, so only its errors are shown."""
+    from huggingface_hub.utils import logging as hub_logging  # its loggers, configured on first use
+
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
     try:
         yield
     except HubError as exc:
         raise HubError(f"{repo!r} is not a local folder, so it was fetched from the hub: {exc}") from None
+    finally:
+        hub_logging.set_verbosity(level)
 
 
 def add_encoder_options(p: argparse.ArgumentParser, *, batch_size: bool = True,
