@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,7 +73,7 @@ def _from_hub(repo: str) -> Iterator[None]:
     from huggingface_hub.utils import logging as hub_logging  # its loggers, configured on first use
 
     level = hub_logging.get_verbosity()
-    hub_logging.set_verbosity_error()
+    hub_logging.set_verbosity(logging.ERROR)
     try:
         yield
     except HubError as exc:
