@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from .._bench import builtin_texts, markdown, run_bench, write_outputs
-from .._errors import InputError
-from .._readers import read_texts
-from ._options import add_bundle, add_encoder_options, bundle_folder, default, positive_int, size_list
+from .._errors import ArgumentError, InputError
+from ._options import (
+    add_bundle,
+    add_encoder_options,
+    bundle_folder,
+    default,
+    input_texts,
+    positive_int,
+    size_list,
+)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -20,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_encoder_options(p, batch_size=False)
     p.add_argument("--texts", dest="input", type=Path,
                    help="texts to use (one per line, or JSONL with --field); default: built-in sentences")
-    p.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    p.add_argument("--field", help="JSONL field holding the text (default: text)")
     sizes = default(run_bench, "batch_sizes")
     p.add_argument("--batch-sizes", type=size_list, default=sizes,
                    help=f"comma-separated batch sizes for the throughput table (default: "
@@ -33,7 +40,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    texts = read_texts(args.input, args.field) if args.input else builtin_texts()
+    if args.input is None and args.field is not None:
+        raise ArgumentError("field", "applies to JSONL input given with --texts")
+    texts = input_texts(args) if args.input else builtin_texts()
     if not texts:
         raise InputError(f"{args.input}: no texts to benchmark with")
     result = run_bench(bundle_folder(args), texts=texts, batch_sizes=args.batch_sizes, repeats=args.repeats,

@@ -37,7 +37,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    docs = input_texts(args)
+    # A blank line is no document: it is left out, and corpus_id stays the line's number.
+    lines = input_texts(args)
+    kept = [i for i, text in enumerate(lines) if text.strip()]
+    docs = [lines[i] for i in kept]
     if not docs:
         raise InputError(f"{args.input}: no documents to search")
     model = encoder(args)
@@ -53,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     score = dot_score if model.similarity == "dot" else cos_sim
     hits = semantic_search(query_emb, doc_emb, top_k=args.top_k, score_function=score)[0]
     if args.json:
-        print(json.dumps([{"score": h["score"], "corpus_id": h["corpus_id"], "document": docs[h["corpus_id"]]}
-                          for h in hits], ensure_ascii=False))
+        print(json.dumps([{"score": h["score"], "corpus_id": kept[h["corpus_id"]],
+                           "document": docs[h["corpus_id"]]} for h in hits], ensure_ascii=False))
         return 0
     print("Query:", args.query)
     for hit in hits:

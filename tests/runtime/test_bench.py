@@ -61,3 +61,12 @@ def test_bench_with_an_empty_texts_file(tiny_bundle: Path, tmp_path: Path,
     (tmp_path / "empty.txt").write_text("")
     assert main(["bench", str(tiny_bundle), "--texts", str(tmp_path / "empty.txt")]) == 1
     assert "no texts to benchmark with" in capsys.readouterr().err
+
+
+def test_bench_field_needs_jsonl_texts(tiny_bundle: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", str(tiny_bundle), "--field", "body"]) == 2
+    assert "--field applies to JSONL input given with --texts" in capsys.readouterr().err
+    (tmp_path / "texts.txt").write_text("a\n")
+    assert main(["bench", str(tiny_bundle), "--texts", str(tmp_path / "texts.txt"), "--field", "body"]) == 2
+    assert "--field applies to JSONL input" in capsys.readouterr().err

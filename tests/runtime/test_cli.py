@@ -183,6 +183,19 @@ def test_search_with_empty_docs_file(minilm_bundle: Path, tmp_path: Path,
     assert main(["search", str(minilm_bundle), "--query", "q", "--docs",
                  str(tmp_path / "empty.txt")]) == 1
     assert "no documents" in capsys.readouterr().err
+    (tmp_path / "blank.txt").write_text("\n  \n\n")  # blank lines are no documents either
+    assert main(["search", str(minilm_bundle), "--query", "q", "--docs", str(tmp_path / "blank.txt")]) == 1
+    assert "no documents" in capsys.readouterr().err
+
+
+def test_search_leaves_blank_lines_out_and_keeps_line_numbers(
+    minilm_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs.txt").write_text(f"\n{DOCS[0]}\n   \n{DOCS[1]}\n", encoding="utf-8")
+    assert main(["search", str(minilm_bundle), "--query", "finance", "--docs", str(tmp_path / "docs.txt"),
+                 "--top-k", "5", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [(h["corpus_id"], h["document"]) for h in hits] == [(3, DOCS[1]), (1, DOCS[0])]
 
 
 def test_info(minilm_bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
