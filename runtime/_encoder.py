@@ -375,7 +375,7 @@ class Encoder:
         self._warm_for(batch_size, max_tokens)
         out = np.empty((len(rows), self.manifest.dim), dtype=np.float32)
         if rows:
-            self._run_batches(self._prepare(rows, batch_size, max_tokens), out, None)
+            self._run_batches(self._prepare(rows, batch_size, max_tokens, check_ids=True), out, None)
         return out if self.dim == self.manifest.dim else out[:, : self.dim].copy()
 
     def warmup(self, *, batch_size: int | None = None, max_tokens: int | None = None) -> int:
@@ -420,10 +420,11 @@ class Encoder:
         return batch_size or self.default_batch_size, max_tokens or self.default_max_tokens
 
     def _prepare(self, rows: Sequence[Sequence[int]], batch_size: int, max_tokens: int,
-                 prompt_tokens: int = 0) -> list[_Batch]:
+                 prompt_tokens: int = 0, *, check_ids: bool = False) -> list[_Batch]:
         """Plan `rows` into length-sorted, token-budgeted batches and pad each (to its bucket
         shape where shapes are bucketed): everything but the model call, so that it can run on a
-        helper thread while the model runs the previous chunk.
+        helper thread while the model runs the previous chunk. `check_ids`: rows from a caller,
+        not from the tokenizer, whose ids must be ints (numpy's conversion would truncate 2.5).
 
         Raises:
             InputError: a row holds something other than ints, or an id outside the vocabulary.
@@ -431,10 +432,16 @@ class Encoder:
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         batches = []
         for idx in plan_batches(lengths, batch_size, max_tokens, self._buckets):
+            batch = [rows[i] for i in idx]
+            # Python's sum of the ids, against the sum of what numpy made of them: equal for ints,
+            # for a fifth of the cost of checking each id's type (0.7 ms per 512 rows of 256).
+            total = _id_sum(batch, idx) if check_ids else None
             try:
-                ids, mask = pad_batch([rows[i] for i in idx], self.manifest.pad_token_id, prompt_tokens)
+                ids, mask = pad_batch(batch, self.manifest.pad_token_id, prompt_tokens)
             except (TypeError, ValueError, OverflowError):
                 raise InputError("token id rows must hold ints (use tokenize)") from None
+            if total is not None and total != int(ids[mask != 0].sum()):
+                _id_sum(batch, idx, exact=True)
             if ids.size and (ids.min() < 0 or ids.max() >= self._vocab_size):
                 raise InputError(f"token ids must lie in [0, {self._vocab_size}); got one outside it")
             if self._buckets is not None:
@@ -598,8 +605,9 @@ def check_truncate_dim(manifest: Manifest, truncate_dim: int | None) -> int | No
 
 
 def _check_rows(rows: object, max_seq_length: int) -> list[Sequence[int]]:
-    """`encode_tokens`' rows as a list, each checked: 1 to `max_seq_length` integer ids (a 2-D
-    integer numpy array is taken row by row). The ids' range is checked as batches are padded."""
+    """`encode_tokens`' rows as a list, each checked to be a list of 1 to `max_seq_length` ids (a
+    2-D integer numpy array is taken row by row). The ids themselves are checked as batches are
+    padded (`_prepare`)."""
     if isinstance(rows, np.ndarray):
         if rows.ndim != 2 or rows.dtype.kind not in "iu":
             raise InputError(f"rows as a numpy array must be 2-D with integer ids, got {rows.ndim}-D "
@@ -616,10 +624,22 @@ def _check_rows(rows: object, max_seq_length: int) -> list[Sequence[int]]:
         if not 0 < len(row) <= max_seq_length:
             raise InputError(
                 f"rows[{i}] has {len(row)} tokens; expected 1 to {max_seq_length} (use tokenize)")
-        if (kind := np.asarray(row).dtype.kind) not in "iu":  # numpy would truncate 101.5 to 101
-            what = {"f": "floats", "b": "booleans", "U": "strings"}.get(kind, "values that are not ints")
-            raise InputError(f"rows[{i}] holds {what}; token ids are ints (use tokenize)")
     return checked
+
+
+def _id_sum(batch: list[Sequence[int]], idx: npt.NDArray[np.int64], *, exact: bool = False) -> float:
+    """The sum of `batch`'s ids. An `InputError` naming the row (`idx` maps rows back to the
+    caller's) and the first id that is not an int: when the sum fails, or, with `exact`, always."""
+    if not exact:
+        try:
+            return sum(map(sum, batch))  # a float where a row holds one: 2.5 must not become 2
+        except TypeError:
+            pass
+    for i, row in zip(idx, batch, strict=True):
+        for j, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InputError(f"rows[{i}][{j}] is {value!r}, not an int token id (use tokenize)")
+    raise InputError("token id rows must hold ints (use tokenize)")
 
 
 def _check_texts(texts: object) -> list[str]:

@@ -212,9 +212,11 @@ def test_tokenize_then_encode_tokens_equals_encode(encoder: Encoder) -> None:
         ([[101] * 300], r"rows\[0\] has 300 tokens; expected 1 to 256"),
         ([[101, 10**9, 102]], "token ids must lie in"),
         ([[101, -1, 102]], "token ids must lie in"),
-        ([[101, "x", 102]], r"rows\[0\] holds strings; token ids are ints"),
-        ([[101, 2000.5, 102]], r"rows\[0\] holds floats"),  # not truncated to 2000
-        ([[101, 10**30]], r"rows\[0\] holds values that are not ints"),
+        ([[101, "x", 102]], r"rows\[0\]\[1\] is 'x', not an int token id"),
+        ([[101, 102], [101, "2000", 102]], r"rows\[1\]\[1\] is '2000', not an int"),  # not converted
+        ([[101, 2000.5, 102]], r"rows\[0\]\[1\] is 2000.5, not an int token id"),  # not truncated
+        ([[101, 102], [101, np.float32(7.25)]], r"rows\[1\]\[1\] is .*7.25"),
+        ([[101, 10**30]], "token id rows must hold ints"),
         ([101, 102], r"rows\[0\] is int, expected a list of token ids"),
         (["hello"], r"rows\[0\] is str, expected a list of token ids"),
         ("hello", "rows must be a list of token id lists, got str"),
