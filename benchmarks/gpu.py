@@ -248,7 +248,7 @@ def engine_throughput(report: dict[str, Any], bundle: Path, device: str, st_mode
     except BundleError as exc:
         log(f"no fp32 engine: {exc}")
     # The model alone: texts tokenized before the clock starts, so this row is the GPU's own speed
-    # (with the host's padding and copies), the bound that overlapping the tokenizer aims at.
+    # (with the host's checks, padding and copies), the bound that overlapping the tokenizer aims at.
     pretokenized = dict(zip(short, fp16.tokenize(short), strict=True))
     pretokenized |= dict(zip(long, fp16.tokenize(long), strict=True))
     engines["fusembed fp16, pre-tokenized"] = lambda texts, batch: fp16.encode_tokens(
