@@ -361,7 +361,7 @@ def throughput_markdown(r: dict[str, Any]) -> list[str]:
     lines = ["## Throughput, texts/s", "",
              "One `encode` call per batch; the pre-tokenized row calls `encode_tokens` on ids "
              "tokenized before the clock starts: the model's own speed on this GPU, with the host's "
-             "padding and copies.", ""]
+             "checks, padding and copies.", ""]
     for kind, table in r["throughput"].items():
         sizes = list(next(iter(table.values())))
         title = "short texts (10-40 word pieces)" if kind == "short" else "texts of 256 word pieces"
