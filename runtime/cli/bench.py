@@ -12,6 +12,7 @@ from .._errors import ArgumentError, InputError
 from ._options import (
     add_bundle,
     add_encoder_options,
+    add_text_input,
     bundle_folder,
     default,
     input_texts,
@@ -25,9 +26,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "bench", help="measure latency, throughput, cold start and memory of a bundle")
     add_bundle(p)
     add_encoder_options(p, batch_size=False)
-    p.add_argument("--texts", dest="input", type=Path,
-                   help="texts to use (one per line, or JSONL with --field); default: built-in sentences")
-    p.add_argument("--field", help="JSONL field holding the text (default: text)")
+    add_text_input(p, "--texts", "texts to use (default: built-in sentences)", required=False)
     sizes = default(run_bench, "batch_sizes")
     p.add_argument("--batch-sizes", type=size_list, default=sizes,
                    help=f"comma-separated batch sizes for the throughput table (default: "
