@@ -16,7 +16,8 @@ from ._errors import BundleError
 
 
 class TextTokenizer:
-    """The tokenizer file of a bundle, checked against the bundle's `max_seq_length`.
+    """A bundle's tokenizer, checked against the bundle's `max_seq_length`: its file
+    (`TextTokenizer(path, ...)`), or the text of one already loaded (`from_json`).
 
     Raises:
         BundleError: the file is not a tokenizers file, or truncates to another length than the
@@ -29,10 +30,30 @@ class TextTokenizer:
         except Exception as exc:  # tokenizers raises a bare Exception for every parse failure
             raise BundleError(
                 f"{path}: not a readable tokenizers file ({exc}); re-export the bundle") from None
+        self._take(tokenizer, str(path), max_seq_length)
+
+    @classmethod
+    def from_json(cls, text: str, max_seq_length: int) -> TextTokenizer:
+        """The tokenizer that `to_json` of another one gave: how an HTTP worker gets exactly the
+        tokenizer that the model process checked and loaded, not whatever the file holds now."""
+        self = cls.__new__(cls)
+        try:
+            tokenizer = Tokenizer.from_str(text)
+        except Exception as exc:
+            raise BundleError(f"not a readable tokenizers text ({exc})") from None
+        self._take(tokenizer, "the tokenizer", max_seq_length)
+        return self
+
+    def to_json(self) -> str:
+        """This tokenizer as tokenizers' JSON text, for `from_json`."""
+        text: str = self.tokenizer.to_str()
+        return text
+
+    def _take(self, tokenizer: Tokenizer, where: str, max_seq_length: int) -> None:
         truncation = tokenizer.truncation
         if truncation is None or truncation.get("max_length") != max_seq_length:
             raise BundleError(
-                f"{path}: truncation {truncation} does not match the manifest's max_seq_length "
+                f"{where}: truncation {truncation} does not match the manifest's max_seq_length "
                 f"{max_seq_length}; the bundle is damaged"
             )
         self.tokenizer = tokenizer

@@ -79,7 +79,9 @@ def serve_workers(
             "address": address,
             "fd": listener.fileno(),
             "model": dataclasses.asdict(model_info(encoder, options)),
-            "tokenizer": str(encoder.bundle / encoder.manifest.tokenizer),
+            # The text of the tokenizer this process checked and loaded, not its file's path:
+            # a file changed since (a bundle re-exported in place) cannot reach the workers.
+            "tokenizer": encoder._tokenizer.to_json(),
             "max_seq_length": encoder.max_seq_length,
             "options": dataclasses.asdict(options),
             "uvicorn": {"host": host, "port": port, "graceful_timeout_s": graceful_timeout_s,

@@ -18,7 +18,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import uvicorn
 import zmq
@@ -147,8 +146,8 @@ def main() -> int:
         begin_shutdown(app)
         server.should_exit = True
 
-    # The model process has checked the bundle's files (their sha256) before it started this worker.
-    tokenizer = TextTokenizer(Path(settings["tokenizer"]), settings["max_seq_length"])
+    # The model process's own tokenizer, checked (its sha256) and loaded there.
+    tokenizer = TextTokenizer.from_json(settings["tokenizer"], settings["max_seq_length"])
     model = RemoteModel(settings["address"], tokenizer, on_gone=model_gone)
     # With PROMETHEUS_MULTIPROC_DIR set (the model process sets it for its workers) every value
     # lands in a file there; MultiProcessCollector sums them over the workers when /metrics asks.

@@ -47,3 +47,15 @@ def test_an_unreadable_tokenizer_is_a_damaged_bundle(tmp_path: Path) -> None:
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(BundleError, match="not a readable tokenizers file"):
         TextTokenizer(tmp_path / "tokenizer.json", 256)
+
+
+def test_from_json_is_the_same_tokenizer(minilm_bundle: Path) -> None:
+    """How the server's HTTP workers get the model process's tokenizer: same ids, same checks."""
+    tokenizer = tokenizer_of(minilm_bundle)
+    copy = TextTokenizer.from_json(tokenizer.to_json(), 256)
+    assert copy.rows(EDGE_TEXTS) == tokenizer.rows(EDGE_TEXTS)
+    assert copy.prompt_length("query: ") == 3 and copy.vocab_size == tokenizer.vocab_size
+    with pytest.raises(BundleError, match="does not match the manifest's max_seq_length 128"):
+        TextTokenizer.from_json(tokenizer.to_json(), 128)
+    with pytest.raises(BundleError, match="not a readable tokenizers text"):
+        TextTokenizer.from_json("{not json", 256)
