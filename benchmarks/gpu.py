@@ -17,7 +17,9 @@ does not mix with onnxruntime's in the memory figures):
    texts (10-40 word pieces) and on texts truncated at the model's 256 word pieces, batch 1 to 512;
    and `encode(texts)` with default arguments against the best batch size.
 4. Agreement: cosine of each engine's vectors to sentence-transformers fp32.
-5. `fusembed bench --device cuda` (batch-1 percentiles, batch sizes, cold start), and with
+5. With the `kernels` part, the model alone under provider options fusembed does not set
+   (attention kernels, CUDA graphs): benchmarks/cuda_options.py.
+6. `fusembed bench --device cuda` (batch-1 percentiles, batch sizes, cold start), and with
    `--server`, benchmarks/serve_load.py against `fusembed serve --device cuda`, in one process
    and with `--workers N` (`--server-workers`), clients spread over `--client-procs` processes.
 """
@@ -143,7 +145,7 @@ def throughput(engines: dict[str, Encode], short: list[str], long: list[str],
     return table
 
 
-PARTS = ("stalls", "throughput", "st", "bench", "server")
+PARTS = ("stalls", "throughput", "st", "bench", "kernels", "server")
 
 
 def main() -> None:
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--st-model", type=Path,
                         help="the sentence-transformers model folder the bundle was exported from "
                              "(needed by the st part)")
-    parser.add_argument("--parts", default="stalls,throughput,st,bench",
+    parser.add_argument("--parts", default="stalls,throughput,st,bench,kernels",
                         help="what to measure, comma-separated, in this order: " + ", ".join(PARTS) +
                              " (default: all but server; --server adds it)")
     parser.add_argument("--batch-sizes", default="1,8,32,128,512")
@@ -212,6 +214,11 @@ def main() -> None:
                           device=args.device, precision="fp16")
         report["bench_md"] = bench_markdown(bench)
         log("bench done")
+        save()
+    if "kernels" in parts:
+        import cuda_options
+
+        report["kernels"] = cuda_options.measure(args.bundle, args.device)
         save()
     if "server" in parts:
         # One process, then --workers N: HTTP workers in front of the one model process, loaded
@@ -325,6 +332,10 @@ def markdown(r: dict[str, Any]) -> str:
     if "agreement_min_cosine_to_st_fp32" in r:
         lines += ["## Agreement with sentence-transformers fp32 (min cosine, 768 texts)", "",
                   *(f"- {k}: {v:.6f}" for k, v in r["agreement_min_cosine_to_st_fp32"].items()), ""]
+    if "kernels" in r:
+        import cuda_options
+
+        lines += cuda_options.markdown(r["kernels"])
     if "bench_md" in r:
         bench = r["bench_md"].replace("# fusembed bench: ", "### ")
         lines += ["## fusembed bench --device cuda", "", bench, ""]
