@@ -7,9 +7,11 @@ dot-product instruction (VNNI, AMX, ARM's `sdot`), and can be slower where it ha
 1. If the bundle holds measurements of both variants on this CPU's int8 class (written by the
    export, or by `fusembed doctor --record` on a machine of that class), the faster one is used,
    unless int8's quality measured there fell below what the export accepted.
-2. Otherwise int8 is used on dot-product classes and fp32 elsewhere, because that is where
-   onnxruntime's kernels put the speed. `fusembed doctor BUNDLE --record` on such a machine
-   measures both and stores the result, after which rule 1 applies.
+2. Otherwise int8 is used on dot-product classes, and on AVX2 where the int8 scheme is
+   `w8a8-rowwise-pairsum` (built for AVX2's 16-bit pair sums, and measured faster than fp32
+   there); fp32 elsewhere, because that is where onnxruntime's kernels put the speed.
+   `fusembed doctor BUNDLE --record` on such a machine measures both and stores the result, after
+   which rule 1 applies.
 
 int8 schemes whose integer sums can overflow 16 bits (8-bit weights against u8 activations) give
 other vectors on CPUs without a dot-product instruction, so there they are never picked.
@@ -29,6 +31,12 @@ SATURATING_SCHEMES = frozenset({"w8a8-static", "w8a8-static-ffn2-fp32", "w8a8-ro
 # stops trusting it there: its integer arithmetic is exact on every class, so any real drop
 # means the kernels differ (an old saturating bundle), not rounding.
 QUALITY_SLACK = 0.002
+# Classes without a dot-product instruction where the `w8a8-rowwise-pairsum` int8 was measured
+# faster than fp32 (AVX2's u8 x s8 kernels, which the scheme's weights never saturate): 1.25-1.30x
+# on all-MiniLM-L6-v2 and 1.57-1.64x on a BERT-base at batch 32 on a Zen 3 EPYC
+# (benchmarks/results/avx2/compare.md). `avx512` without VNNI runs the same kernels twice as wide,
+# but has not been measured, so it keeps fp32 until measured.
+PAIRSUM_FAST_CLASSES = frozenset({"avx2"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,10 @@ def choose_auto(manifest: Manifest, device: str, cpu: CpuInfo) -> Choice:
         return Choice("int8", f"not measured on {cpu.isa}; int8 GEMMs have a dot-product instruction "
                               "here, where they run faster than fp32 (`fusembed doctor --record` "
                               "measures this machine)")
+    if int8.scheme == "w8a8-rowwise-pairsum" and cpu.isa in PAIRSUM_FAST_CLASSES:
+        return Choice("int8", f"not measured on {cpu.isa}; the {int8.scheme} int8 gives the same sums "
+                              f"with {cpu.isa}'s int8 kernels and ran 1.3-1.6x fp32 on an AVX2 CPU "
+                              "(`fusembed doctor --record` measures this machine)")
     return Choice("fp32", f"not measured on {cpu.isa}; without an int8 dot-product instruction "
                           "onnxruntime's int8 kernels can be slower than fp32 "
                           "(`fusembed doctor --record` measures this machine)")
