@@ -84,7 +84,7 @@ def choose_auto(manifest: Manifest, device: str, cpu: CpuInfo) -> Choice:
                               "measures this machine)")
     if int8.scheme == "w8a8-rowwise-pairsum" and cpu.isa in PAIRSUM_FAST_CLASSES:
         return Choice("int8", f"not measured on {cpu.isa}; the {int8.scheme} int8 gives the same sums "
-                              f"with {cpu.isa}'s int8 kernels and ran 1.3-1.6x fp32 on an AVX2 CPU "
+                              f"with {cpu.isa}'s int8 kernels and ran 1.25-1.64x fp32 on an AVX2 CPU "
                               "(`fusembed doctor --record` measures this machine)")
     return Choice("fp32", f"not measured on {cpu.isa}; without an int8 dot-product instruction "
                           "onnxruntime's int8 kernels can be slower than fp32 "
