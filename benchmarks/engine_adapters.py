@@ -15,6 +15,7 @@ virtualenv can import this module; `engines.py` measures what they return.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
@@ -23,7 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from model_folder import INT8_AVX2_FILE, INT8_FILE, is_prepared, max_seq_length, pooling_of, prepared_dir
+from model_folder import (
+    INT8_AVX2_FILE,
+    INT8_FILE,
+    OPTIMUM_MISSING,
+    is_prepared,
+    max_seq_length,
+    pooling_of,
+    prepared_dir,
+)
 
 ENGINES = ("st-torch", "st-onnx-fp32", "st-onnx-int8", "st-onnx-int8-avx2", "fastembed", "fusembed-fp32",
            "fusembed-int8", "fusembed-auto")
@@ -90,6 +99,8 @@ def load_st(engine: str, model_dir: Path, onnx_dir: Path | None, threads: int) -
     notes: list[str] = []
     prep_s = 0.0
     if backend != "torch":
+        if importlib.util.find_spec("optimum") is None:
+            raise EngineError(OPTIMUM_MISSING)
         target, prep_s = ensure_prepared(engine, model_dir, onnx_dir, notes)
     start = time.perf_counter()
     import torch

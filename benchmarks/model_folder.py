@@ -11,6 +11,7 @@ fastembed virtualenv can import this too.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -97,6 +98,7 @@ def prepare(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
     target = prepared_dir(model_dir, onnx_dir)
     if is_prepared(target):
         return {"prepared": str(target), "exported": False}
+    need_optimum()
     start = time.perf_counter()
     from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
 
@@ -129,3 +131,16 @@ def prepare(model_dir: Path, onnx_dir: Path) -> dict[str, Any]:
     shutil.rmtree(target, ignore_errors=True)
     work.rename(target)
     return {"prepared": str(target), "exported": True, "seconds": round(time.perf_counter() - start, 2)}
+
+
+OPTIMUM_MISSING = (
+    "sentence-transformers' ONNX backend needs optimum, which is not installed here: "
+    "`pip install -e '.[compare]'` (optimum-onnx needs transformers < 4.58, so use a virtual "
+    "environment like `make test-compat`'s: transformers 4.57 with sentence-transformers 5)"
+)
+
+
+def need_optimum() -> None:
+    """The st-onnx engines and their export run through optimum; say so before a traceback does."""
+    if importlib.util.find_spec("optimum") is None:
+        raise ModelFolderError(OPTIMUM_MISSING)
