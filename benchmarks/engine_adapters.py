@@ -15,7 +15,6 @@ virtualenv can import this module; `engines.py` measures what they return.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -27,9 +26,9 @@ from typing import Any, Literal
 from model_folder import (
     INT8_AVX2_FILE,
     INT8_FILE,
-    OPTIMUM_MISSING,
     is_prepared,
     max_seq_length,
+    need_optimum,
     pooling_of,
     prepared_dir,
 )
@@ -99,8 +98,7 @@ def load_st(engine: str, model_dir: Path, onnx_dir: Path | None, threads: int) -
     notes: list[str] = []
     prep_s = 0.0
     if backend != "torch":
-        if importlib.util.find_spec("optimum") is None:
-            raise EngineError(OPTIMUM_MISSING)
+        need_optimum()
         target, prep_s = ensure_prepared(engine, model_dir, onnx_dir, notes)
     start = time.perf_counter()
     import torch
