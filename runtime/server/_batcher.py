@@ -138,8 +138,14 @@ class MicroBatcher:
         """Token id rows of `texts`: on the loop for a small request, else off it."""
         return await self._tokenizer(texts)
 
-    async def embed(self, rows: list[list[int]]) -> Embeddings:
+    async def embed(self, rows: Rows) -> Embeddings:
         """Embeddings of `rows` (from `tokenize`), row for row, computed in some batch."""
+        return await self.submit(rows)
+
+    def submit(self, rows: Rows) -> asyncio.Future[Embeddings]:
+        """`embed` for a caller on the event loop that wants the future itself, to cancel it or
+        to reply from its callback, without a task per request. Raises `Stopping` or
+        `Overloaded` at once when the request is not taken."""
         if self._stopping:
             raise Stopping("the server is shutting down and takes no new requests; retry on another replica")
         if self._worker is None:
@@ -153,7 +159,7 @@ class MicroBatcher:
         self._pending.append(job)
         self._on_queue(len(self._pending))
         self._arrived.set()
-        return await job.future
+        return job.future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

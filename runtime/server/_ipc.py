@@ -2,85 +2,193 @@
 
 ZeroMQ carries them: a DEALER socket in each worker, a ROUTER in the model process (which prefixes
 each message with the sending worker's identity and routes the reply back by it), over an ipc://
-socket in a private temporary directory. A message is a ZeroMQ multipart message, and no frame is
-ever unpickled: token ids travel as uint32 arrays, vectors as float32 bytes, with a fixed struct
-header, and errors as a small JSON object.
+socket in a private temporary directory. Nothing is ever unpickled: token ids travel as uint32
+arrays, vectors as float32 bytes, behind fixed struct headers, and errors as a small JSON object.
 
-The workers tokenize (each has the bundle's tokenizer), so that the model process, the one
-process every request passes through, does no per-text work but the model's.
+Every message is one frame: ZeroMQ's cost is per frame and per message, not per byte, and the
+model process, the one process every request passes through, pays it for every request. For the
+same reason the model process sends the replies that are ready at the same moment (a batch's) to a
+worker as one message, and each end drives its socket with a `Channel`, not pyzmq's asyncio
+sockets, which make a future and an event registration for every message.
 
-    worker -> model:  [kind, request id, *payload]
-        EMBED    payload: the prompt the texts start with ("" for none), the token count of each
-                 text, and all their token ids, one after another (texts checked, prompts
+The workers tokenize (each has the bundle's tokenizer), so that the model process does no
+per-text work but the model's.
+
+    worker -> model, one request:  kind (1 byte), request id (uint64), payload
+        EMBED    payload: the number of texts and the prompt's length in bytes (uint32 each), the
+                 prompt the texts start with (UTF-8, empty for none), the token count of each text
+                 and all their token ids, one after another, as uint32 (texts checked, prompts
                  applied and tokenized by the worker)
         CANCEL   the worker gave the request up (its client left, or its grace period ran out)
         HEALTH   asks for the queue depth
         METRICS  asks for the model's Prometheus text
-    model -> worker:  [request id, status, *payload]
-        OK       EMBED: header (rows, dim, prompt tokens) and the vectors, row-major;
+    model -> worker, one or more replies, each:  request id (uint64), status (1 byte), the body's
+    length (uint32), body
+        OK       EMBED: rows, dim (uint32 each), prompt tokens (uint64) and the vectors, row-major;
                  HEALTH: the queue depth in decimal; METRICS: the text
         ERROR    {"code": ..., "message": ...} as JSON
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import json
 import struct
+from collections.abc import Callable, Iterator
+from typing import cast
 
 import numpy as np
+import zmq
 
 from ._batcher import Embeddings
 
 EMBED, CANCEL, HEALTH, METRICS = b"E", b"C", b"H", b"M"
 OK, ERROR = b"0", b"1"
 
-_ID = struct.Struct("<Q")
+_REQUEST = struct.Struct("<cQ")  # kind, request id
+_EMBED = struct.Struct("<II")  # texts, prompt bytes
+_REPLY = struct.Struct("<QcI")  # request id, status, body bytes
 _VECTORS = struct.Struct("<IIQ")  # rows, dim, prompt tokens
 
 
-def request_id(number: int) -> bytes:
-    return _ID.pack(number)
+def request(kind: bytes, number: int, payload: bytes = b"") -> bytes:
+    return _REQUEST.pack(kind, number) + payload
 
 
-def read_request_id(frame: bytes) -> int:
-    return int(_ID.unpack(frame)[0])
-
-
-def rows_payload(rows: list[list[int]]) -> list[bytes]:
+def embed_payload(prompt: str, rows: list[list[int]]) -> bytes:
+    encoded = prompt.encode()
     lengths = np.fromiter(map(len, rows), dtype="<u4", count=len(rows))
-    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype="<u4", count=int(lengths.sum()))
-    return [lengths.tobytes(), ids.tobytes()]
+    ids = np.fromiter((i for row in rows for i in row), dtype="<u4", count=int(lengths.sum()))
+    return b"".join((_EMBED.pack(len(rows), len(encoded)), encoded, lengths.tobytes(), ids.tobytes()))
 
 
-def read_rows(lengths: bytes, ids: bytes) -> list[list[int]]:
-    counts = np.frombuffer(lengths, dtype="<u4")
-    flat = np.frombuffer(ids, dtype="<u4")
-    if flat.size != int(counts.sum(dtype=np.int64)):
-        raise ValueError(f"a worker sent {flat.size} token ids for texts of {counts.sum()} tokens")
-    values: list[int] = flat.tolist()
-    bounds: list[int] = [0, *np.cumsum(counts).tolist()]
-    return [values[start:end] for start, end in itertools.pairwise(bounds)]
+def read_request(frame: bytes) -> tuple[bytes, int, memoryview]:
+    """Kind, request id and payload of a worker's message. Raises ValueError for a message too
+    short to hold them."""
+    if len(frame) < _REQUEST.size:
+        raise ValueError(f"a message of {len(frame)} bytes is too short for a request")
+    kind, number = _REQUEST.unpack_from(frame)
+    return kind, number, memoryview(frame)[_REQUEST.size:]
 
 
-def vectors_payload(vectors: Embeddings, prompt_tokens: int) -> list[bytes]:
+def read_embed(payload: memoryview) -> tuple[str, list[list[int]]]:
+    """The prompt and the token id rows of an EMBED payload. Raises ValueError when its sizes do
+    not add up."""
+    if len(payload) < _EMBED.size:
+        raise ValueError(f"an EMBED payload of {len(payload)} bytes is too short")
+    texts, prompt_bytes = _EMBED.unpack_from(payload)
+    start = _EMBED.size + prompt_bytes
+    lengths_end = start + 4 * texts
+    if lengths_end > len(payload) or (len(payload) - lengths_end) % 4:
+        raise ValueError(f"an EMBED payload of {len(payload)} bytes cannot hold {texts} texts "
+                         f"and a prompt of {prompt_bytes} bytes")
+    prompt = bytes(payload[_EMBED.size:start]).decode()
+    values: list[int] = np.frombuffer(payload, dtype="<u4", offset=lengths_end).tolist()
+    if texts == 1:  # most requests: no numpy sums for one row
+        count = int.from_bytes(payload[start:lengths_end], "little")
+        if len(values) != count:
+            raise ValueError(f"a worker sent {len(values)} token ids for texts of {count} tokens")
+        return prompt, [values]
+    counts: list[int] = np.frombuffer(payload, dtype="<u4", count=texts, offset=start).tolist()
+    if len(values) != sum(counts):
+        raise ValueError(f"a worker sent {len(values)} token ids for texts of {sum(counts)} tokens")
+    rows, at = [], 0
+    for count in counts:
+        rows.append(values[at:at + count])
+        at += count
+    return prompt, rows
+
+
+def reply(number: int, status: bytes, body: bytes) -> bytes:
+    return _REPLY.pack(number, status, len(body)) + body
+
+
+def read_replies(frame: bytes) -> Iterator[tuple[int, bytes, memoryview]]:
+    """Request id, status and body of each reply in a message from the model process."""
+    view, at = memoryview(frame), 0
+    while at < len(view):
+        if at + _REPLY.size > len(view):
+            raise ValueError(f"a reply header at byte {at} runs past the message's {len(view)} bytes")
+        number, status, size = _REPLY.unpack_from(view, at)
+        at += _REPLY.size
+        if at + size > len(view):
+            raise ValueError(f"a reply of {size} bytes at byte {at} runs past the message's {len(view)}")
+        yield number, status, view[at:at + size]
+        at += size
+
+
+def vectors_body(vectors: Embeddings, prompt_tokens: int) -> bytes:
     rows, dim = vectors.shape
     little = np.ascontiguousarray(vectors, dtype="<f4")
-    return [_VECTORS.pack(rows, dim, prompt_tokens), little.tobytes()]
+    return _VECTORS.pack(rows, dim, prompt_tokens) + little.tobytes()
 
 
-def read_vectors(header: bytes, data: bytes | memoryview) -> tuple[Embeddings, int]:
-    rows, dim, prompt_tokens = _VECTORS.unpack(header)
-    vectors = np.frombuffer(data, dtype="<f4")
+def read_vectors(body: memoryview | bytes) -> tuple[Embeddings, int]:
+    rows, dim, prompt_tokens = _VECTORS.unpack_from(body)
+    vectors = np.frombuffer(body, dtype="<f4", offset=_VECTORS.size)
     if vectors.size != rows * dim:
         raise ValueError(f"the model process sent {vectors.size} floats for {rows} x {dim} vectors")
-    return vectors.reshape(rows, dim).astype(np.float32, copy=False), int(prompt_tokens)
+    # a copy: aligned, writable, and not holding the whole message's buffer
+    return vectors.reshape(rows, dim).astype(np.float32), int(prompt_tokens)
 
 
-def error_payload(code: str, message: str) -> list[bytes]:
-    return [json.dumps({"code": code, "message": message}).encode()]
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"code": code, "message": message}).encode()
 
 
-def read_error(data: bytes) -> tuple[str, str]:
-    error = json.loads(data)
+def read_error(body: memoryview | bytes) -> tuple[str, str]:
+    error = json.loads(bytes(body))
     return str(error["code"]), str(error["message"])
+
+
+class Channel:
+    """A ZeroMQ socket on an asyncio event loop, one callback per message and no future.
+
+    `on_message` gets each message's frames as it arrives, on the loop; `send` queues a message
+    and returns at once. A socket's high-water marks are lifted: a ROUTER would otherwise drop a
+    reply to a worker that has a thousand waiting, and a request may never be dropped or block the
+    loop. What is queued is bounded elsewhere: by the requests the workers have in flight.
+
+    ZeroMQ signals its file descriptor on edges: after every receive and send the socket is
+    checked again, and everything waiting is read, or the descriptor might never signal again.
+    """
+
+    def __init__(self, socket: zmq.Socket[bytes], on_message: Callable[[list[bytes]], None]) -> None:
+        self.socket, self.on_message = socket, on_message
+        socket.setsockopt(zmq.SNDHWM, 0)
+        socket.setsockopt(zmq.RCVHWM, 0)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = cast(int, socket.getsockopt(zmq.FD))
+        self._scheduled = False
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._drain)
+        self._drain_soon()  # messages that came before the reader was added
+
+    def send(self, frames: list[bytes]) -> None:
+        self.socket.send_multipart(frames, zmq.NOBLOCK)
+        self._drain_soon()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop = None
+        self.socket.close(linger=0)
+
+    def _drain_soon(self) -> None:
+        if self._loop is not None and not self._scheduled and self._readable():
+            self._scheduled = True
+            self._loop.call_soon(self._drain)
+
+    def _readable(self) -> bool:
+        return bool(cast(int, self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        while self._loop is not None and self._readable():
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.on_message(frames)

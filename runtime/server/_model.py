@@ -4,6 +4,7 @@ routes see only `ModelInfo` and the `Model` protocol, so both serve the same API
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Protocol
@@ -100,8 +101,13 @@ class LocalModel:
         return await self.embed_rows(await self.batcher.tokenize(texts), prompt)
 
     async def embed_rows(self, rows: list[list[int]], prompt: str = "") -> tuple[Embeddings, int]:
-        """`embed` of texts already tokenized (by an HTTP worker of `--workers N`)."""
-        return await self.batcher.embed(self.encoder._prompted(rows, prompt)), sum(map(len, rows))
+        """`embed` of texts already tokenized."""
+        return await self.submit_rows(rows, prompt), sum(map(len, rows))
+
+    def submit_rows(self, rows: list[list[int]], prompt: str = "") -> asyncio.Future[Embeddings]:
+        """The future of `embed_rows`'s vectors, for the model process of `--workers N`, which
+        replies from its callback (see `MicroBatcher.submit`)."""
+        return self.batcher.submit(self.encoder._prompted(rows, prompt))
 
     async def queued(self) -> int:
         return self.batcher.queued

@@ -45,7 +45,6 @@ from typing import Any
 
 try:
     import zmq
-    import zmq.asyncio
 except ImportError:
     raise ImportError(
         "fusembed serve --workers needs pyzmq, part of the serve extra: pip install 'fusembed[serve]'"
@@ -133,17 +132,20 @@ class _Owner:
         self.model = LocalModel(encoder, options, ModelMetrics(self.registry))
         self.workers: list[_Worker] = []
         self.stopping = False
-        self.tasks: dict[tuple[bytes, bytes], asyncio.Task[None]] = {}
+        # requests in the batcher, by worker and request id
+        self.pending: dict[tuple[bytes, int], asyncio.Future[Any]] = {}
+        self.outbox: dict[bytes, list[bytes]] = {}  # replies for `_flush` to send, by worker
 
     async def serve(self, workers: int, address: str, settings: dict[str, Any]) -> str | None:
         """Run until every worker has exited; what went wrong, if a worker exited on its own."""
         loop = asyncio.get_running_loop()
-        context = zmq.asyncio.Context()
+        context = zmq.Context()
         router = context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.bind(address)
+        self.channel = _ipc.Channel(router, self._on_message)
         await self.model.start()
-        receiver = loop.create_task(self._receive(router))
+        self.channel.start()
         signals = (signal.SIGTERM, signal.SIGINT)
         in_main_thread = threading.current_thread() is threading.main_thread()
         try:
@@ -159,13 +161,10 @@ class _Owner:
                 for sig in signals:
                     loop.remove_signal_handler(sig)
             await self._reap()
-            receiver.cancel()
-            for task in [receiver, *self.tasks.values()]:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for pending in list(self.pending.values()):  # none, unless a worker did not drain
+                pending.cancel()
             await self.model.stop()
-            router.close()
+            self.channel.close()
             context.term()
 
     def _spawn(self, index: int, settings: dict[str, Any]) -> _Worker:
@@ -220,47 +219,68 @@ class _Owner:
                 worker.proc.kill()
                 worker.proc.wait()
 
-    async def _receive(self, router: zmq.asyncio.Socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            frames = await router.recv_multipart()
-            if len(frames) < 3:
-                continue  # not from a worker of ours
-            worker, kind, key, *payload = frames
-            if kind == _ipc.EMBED:
-                if len(payload) != 3:  # prompt, lengths, ids
-                    await router.send_multipart([worker, key, _ipc.ERROR, *_ipc.error_payload(
-                        "internal_error", f"an EMBED message has {len(payload)} frames, not 3")])
-                    continue
-                task = loop.create_task(self._embed(router, worker, key, *payload))
-                self.tasks[worker, key] = task
-                task.add_done_callback(functools.partial(self._forget, (worker, key)))
-            elif kind == _ipc.CANCEL:
-                if (running := self.tasks.get((worker, key))) is not None:
-                    running.cancel()  # the batcher then drops it, or stops its calls between batches
-            elif kind == _ipc.HEALTH:
-                await router.send_multipart([worker, key, _ipc.OK, str(await self.model.queued()).encode()])
-            elif kind == _ipc.METRICS:
-                await router.send_multipart([worker, key, _ipc.OK, generate_latest(self.registry)])
-
-    def _forget(self, key: tuple[bytes, bytes], _task: asyncio.Task[None]) -> None:
-        self.tasks.pop(key, None)
-
-    async def _embed(self, router: zmq.asyncio.Socket, worker: bytes, key: bytes, prompt: bytes,
-                     lengths: bytes, ids: bytes) -> None:
-        reply: list[Any]
+    def _on_message(self, frames: list[bytes]) -> None:
+        """One message from a worker, on the event loop. An EMBED goes into the batcher at once,
+        and its reply is queued from the callback of its future: no task per request."""
+        if len(frames) != 2:
+            return  # not from a worker of ours
+        worker, message = frames
         try:
-            rows = _ipc.read_rows(lengths, ids)
-            vectors, prompt_tokens = await self.model.embed_rows(rows, prompt.decode())
-            reply = [_ipc.OK, *_ipc.vectors_payload(vectors, prompt_tokens)]
-        except Overloaded as exc:
-            reply = [_ipc.ERROR, *_ipc.error_payload("server_overloaded", str(exc))]
-        except Stopping as exc:
-            reply = [_ipc.ERROR, *_ipc.error_payload("server_shutting_down", str(exc))]
-        except Exception as exc:  # a bug: the worker answers 500, and this log says what
-            traceback.print_exc()
-            reply = [_ipc.ERROR, *_ipc.error_payload("internal_error", f"{type(exc).__name__}: {exc}")]
-        await router.send_multipart([worker, key, *reply])
+            kind, number, payload = _ipc.read_request(message)
+        except ValueError:
+            return  # no request id to answer to
+        if kind == _ipc.EMBED:
+            self._embed(worker, number, payload)
+        elif kind == _ipc.CANCEL:
+            if (pending := self.pending.get((worker, number))) is not None:
+                pending.cancel()  # the batcher then drops it, or stops its calls between batches
+        elif kind == _ipc.HEALTH:
+            self._send(worker, _ipc.reply(number, _ipc.OK, str(self.model.batcher.queued).encode()))
+        elif kind == _ipc.METRICS:
+            self._send(worker, _ipc.reply(number, _ipc.OK, generate_latest(self.registry)))
+
+    def _embed(self, worker: bytes, number: int, payload: memoryview) -> None:
+        try:
+            prompt, rows = _ipc.read_embed(payload)
+            vectors = self.model.submit_rows(rows, prompt)
+        except Exception as exc:
+            self._failed(worker, number, exc)
+            return
+        self.pending[worker, number] = vectors
+        vectors.add_done_callback(functools.partial(self._reply, worker, number, sum(map(len, rows))))
+
+    def _reply(self, worker: bytes, number: int, tokens: int, vectors: asyncio.Future[Any]) -> None:
+        del self.pending[worker, number]
+        if vectors.cancelled():
+            return  # the worker gave the request up: nobody waits for a reply
+        if (exc := vectors.exception()) is not None:
+            self._failed(worker, number, exc)
+            return
+        self._send(worker, _ipc.reply(number, _ipc.OK, _ipc.vectors_body(vectors.result(), tokens)))
+
+    def _failed(self, worker: bytes, number: int, exc: BaseException) -> None:
+        if isinstance(exc, Overloaded):
+            code = "server_overloaded"
+        elif isinstance(exc, Stopping):
+            code = "server_shutting_down"
+        else:  # a bug, or a message no worker of this fusembed sends: the worker answers 500
+            traceback.print_exception(exc)
+            code = "internal_error"
+        message = str(exc) if code != "internal_error" else f"{type(exc).__name__}: {exc}"
+        self._send(worker, _ipc.reply(number, _ipc.ERROR, _ipc.error_body(code, message)))
+
+    def _send(self, worker: bytes, reply: bytes) -> None:
+        """Queue `reply` for `worker`. The replies queued by the time the loop gets to
+        `_flush` go out as one message per worker: a batch's futures finish at once, so its
+        callbacks all run before the flush they schedule."""
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outbox.setdefault(worker, []).append(reply)
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, {}
+        for worker, replies in outbox.items():
+            self.channel.send([worker, b"".join(replies)])
 
 
 def _how(code: int) -> str:

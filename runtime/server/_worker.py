@@ -10,7 +10,6 @@ was killed. It then answers what it has in flight with 503 `model_unavailable`, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -21,7 +20,6 @@ from collections.abc import Callable
 
 import uvicorn
 import zmq
-import zmq.asyncio
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -48,24 +46,22 @@ class RemoteModel:
         self._tokenize = RequestTokenizer(tokenizer.rows)
         self.gone = False
         self._numbers = itertools.count()
-        self._replies: dict[int, asyncio.Future[list[zmq.Frame]]] = {}
+        self._replies: dict[int, asyncio.Future[tuple[bytes, memoryview]]] = {}
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.connect(self.address)
-        self._reader = loop.create_task(self._read())
+        self._context = zmq.Context()
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self.address)
+        self._channel = _ipc.Channel(dealer, self._on_reply)
+        self._channel.start()
         self._gone_signal: asyncio.Future[None] = loop.create_future()  # done once the model process is gone
         loop.add_reader(sys.stdin.fileno(), self._check_model_process)
 
     async def stop(self) -> None:
         asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
-        self._socket.close()
+        self._channel.close()
         self._context.term()
         self._tokenize.close()
 
@@ -75,10 +71,10 @@ class RemoteModel:
         rows = await self._tokenize.unless(texts, self._gone_signal)
         if rows is None:
             raise ModelUnavailable(_GONE)
-        status, *payload = await self._call(_ipc.EMBED, [prompt.encode(), *_ipc.rows_payload(rows)])
-        if status.bytes == _ipc.OK:
-            return _ipc.read_vectors(payload[0].bytes, payload[1].buffer)
-        code, message = _ipc.read_error(payload[0].bytes)
+        status, body = await self._call(_ipc.EMBED, _ipc.embed_payload(prompt, rows))
+        if status == _ipc.OK:
+            return _ipc.read_vectors(body)
+        code, message = _ipc.read_error(body)
         if code == "server_overloaded":
             raise Overloaded(message)
         if code == "server_shutting_down":
@@ -87,39 +83,38 @@ class RemoteModel:
 
     async def queued(self) -> int:
         try:
-            _, depth = await asyncio.wait_for(self._call(_ipc.HEALTH, []), _HEALTH_TIMEOUT_S)
+            _, depth = await asyncio.wait_for(self._call(_ipc.HEALTH), _HEALTH_TIMEOUT_S)
         except asyncio.TimeoutError:  # not the builtin TimeoutError before 3.11
             raise ModelUnavailable(
                 f"the model process did not answer within {_HEALTH_TIMEOUT_S:g} s") from None
-        return int(depth.bytes)
+        return int(bytes(depth))
 
     async def metrics(self) -> bytes:
-        _, text = await self._call(_ipc.METRICS, [])
-        return text.bytes
+        _, text = await self._call(_ipc.METRICS)
+        return bytes(text)
 
-    async def _call(self, kind: bytes, payload: list[bytes]) -> list[zmq.Frame]:
+    async def _call(self, kind: bytes, payload: bytes = b"") -> tuple[bytes, memoryview]:
+        """Send a request; its reply's status and body."""
         if self.gone:
             raise ModelUnavailable(_GONE)
         number = next(self._numbers)
-        key = _ipc.request_id(number)
-        reply: asyncio.Future[list[zmq.Frame]] = asyncio.get_running_loop().create_future()
+        reply: asyncio.Future[tuple[bytes, memoryview]] = asyncio.get_running_loop().create_future()
         self._replies[number] = reply
         try:
-            await self._socket.send_multipart([kind, key, *payload])
+            self._channel.send([_ipc.request(kind, number, payload)])
             return await reply
         except asyncio.CancelledError:
             if kind == _ipc.EMBED and not self.gone:  # the client left, or the grace period ran out
-                self._socket.send_multipart([_ipc.CANCEL, key])  # sent at once; nothing to wait for
+                self._channel.send([_ipc.request(_ipc.CANCEL, number)])
             raise
         finally:
             del self._replies[number]
 
-    async def _read(self) -> None:
-        while True:
-            key, *reply = await self._socket.recv_multipart(copy=False)
-            waiting = self._replies.get(_ipc.read_request_id(key.bytes))
+    def _on_reply(self, frames: list[bytes]) -> None:
+        for number, status, body in _ipc.read_replies(frames[0]):
+            waiting = self._replies.get(number)
             if waiting is not None and not waiting.done():
-                waiting.set_result(reply)
+                waiting.set_result((status, body))
 
     def _check_model_process(self) -> None:
         if os.read(sys.stdin.fileno(), 4096):

@@ -13,67 +13,96 @@ from fusembed.server import ServerOptions, _ipc, _owner
 
 
 @pytest.mark.parametrize("rows", [[[101, 7592, 102]], [[101, 102], [101, 2, 3, 4, 102], [0]], []])
-def test_token_rows_arrive_as_they_were_sent(rows: list[list[int]]) -> None:
-    lengths, ids = _ipc.rows_payload(rows)
-    assert _ipc.read_rows(lengths, ids) == rows
+@pytest.mark.parametrize("prompt", ["", "query: ", "質問: "])
+def test_an_embed_request_arrives_as_it_was_sent(rows: list[list[int]], prompt: str) -> None:
+    message = _ipc.request(_ipc.EMBED, 2**40 + 3, _ipc.embed_payload(prompt, rows))
+    kind, number, payload = _ipc.read_request(message)
+    assert (kind, number) == (_ipc.EMBED, 2**40 + 3)
+    assert _ipc.read_embed(payload) == (prompt, rows)
 
 
 def test_ids_past_int16_and_near_uint32_survive() -> None:
     rows = [[0, 65535, 65536, 250_001], [2**32 - 1]]
-    assert _ipc.read_rows(*_ipc.rows_payload(rows)) == rows
+    _, _, payload = _ipc.read_request(_ipc.request(_ipc.EMBED, 1, _ipc.embed_payload("", rows)))
+    assert _ipc.read_embed(payload) == ("", rows)
 
 
-def test_ids_that_do_not_add_up_to_the_lengths_are_refused() -> None:
-    lengths, ids = _ipc.rows_payload([[1, 2, 3], [4]])
-    with pytest.raises(ValueError, match="3 token ids for texts of 4 tokens"):
-        _ipc.read_rows(lengths, ids[:-4])
+@pytest.mark.parametrize("rows", [[[1, 2, 3]], [[1, 2, 3], [4]]])
+def test_ids_that_do_not_add_up_to_the_lengths_are_refused(rows: list[list[int]]) -> None:
+    payload = _ipc.embed_payload("", rows)
+    tokens = sum(map(len, rows))
+    with pytest.raises(ValueError, match=f"{tokens - 1} token ids for texts of {tokens} tokens"):
+        _ipc.read_embed(memoryview(payload[:-4]))
 
 
-def test_vectors_arrive_as_they_were_sent() -> None:
+@pytest.mark.parametrize("cut", [0, 4, 8, 11])
+def test_an_embed_payload_too_short_for_its_header_is_refused(cut: int) -> None:
+    payload = _ipc.embed_payload("query: ", [[1, 2], [3]])[:cut]
+    with pytest.raises(ValueError, match=r"too short|cannot hold"):
+        _ipc.read_embed(memoryview(payload))
+
+
+def test_several_replies_in_one_message_arrive_as_they_were_sent() -> None:
     vectors = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    header, data = _ipc.vectors_payload(vectors, 17)
-    back, tokens = _ipc.read_vectors(header, data)
+    message = b"".join([
+        _ipc.reply(7, _ipc.OK, _ipc.vectors_body(vectors, 17)),
+        _ipc.reply(9, _ipc.ERROR, _ipc.error_body("server_overloaded", "retry shortly")),
+        _ipc.reply(2**63, _ipc.OK, b"12"),
+    ])
+    (n1, s1, b1), (n2, s2, b2), (n3, s3, b3) = _ipc.read_replies(message)
+    back, tokens = _ipc.read_vectors(b1)
     np.testing.assert_array_equal(back, vectors)
-    assert tokens == 17
+    assert (n1, s1, tokens, back.flags.writeable) == (7, _ipc.OK, 17, True)
+    assert (n2, s2, _ipc.read_error(b2)) == (9, _ipc.ERROR, ("server_overloaded", "retry shortly"))
+    assert (n3, s3, bytes(b3)) == (2**63, _ipc.OK, b"12")
 
 
-class FakeRouter:
-    """The model process's ROUTER socket, as `_Owner._receive` uses it: `messages` come in one by
-    one, then the receiver is cancelled; what it sends is kept."""
-
-    def __init__(self, messages: list[list[bytes]]) -> None:
-        self.messages, self.sent = messages, []  # type: list[list[bytes]], list[list[bytes]]
-
-    async def recv_multipart(self) -> list[bytes]:
-        if not self.messages:
-            raise asyncio.CancelledError
-        return self.messages.pop(0)
-
-    async def send_multipart(self, frames: list[bytes]) -> None:
-        self.sent.append(frames)
+def test_a_cut_reply_message_is_refused() -> None:
+    message = _ipc.reply(7, _ipc.OK, b"0123456789")
+    with pytest.raises(ValueError, match="runs past"):
+        list(_ipc.read_replies(message[:-1]))
+    with pytest.raises(ValueError, match="runs past"):
+        list(_ipc.read_replies(message + message[:5]))
 
 
-def test_the_model_process_answers_a_malformed_embed_message_with_an_error(
+def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
-    """A message it cannot read (a worker of another fusembed) gets an error reply for its request,
-    and the model process goes on reading the next one."""
+    """A request it cannot read (a worker of another fusembed) gets an error reply, and the model
+    process goes on with the next one; a message too short to name a request is dropped; the
+    replies ready at once go to their worker as one message."""
     with socket.socket() as listener:
         owner = _owner._Owner(Encoder(tiny_bundle), ServerOptions(), listener, tmp_path)
-    lengths, ids = _ipc.rows_payload([[101, 7, 102]])
-    router = FakeRouter([
-        [b"w1", _ipc.EMBED, _ipc.request_id(1), b"", lengths],  # a frame short
-        [b"w1", _ipc.EMBED, _ipc.request_id(2), b"", lengths, ids[:-4]],  # ids short of the lengths
-    ])
+    good = _ipc.embed_payload("", [[101, 7, 102]])
+    sent: list[list[bytes]] = []
+
+    class Channel:
+        def send(self, frames: list[bytes]) -> None:
+            sent.append(frames)
 
     async def main() -> None:
-        with pytest.raises(asyncio.CancelledError):
-            await owner._receive(router)  # type: ignore[arg-type]
-        await asyncio.gather(*owner.tasks.values())
+        owner.channel = Channel()  # type: ignore[assignment]
+        await owner.model.start()
+        for frames in [
+            [b"w1", _ipc.request(_ipc.EMBED, 1, good[:6])],  # cut inside its header
+            [b"w1", _ipc.request(_ipc.EMBED, 2, good[:-4])],  # ids short of the lengths
+            [b"w1", b"E1"],  # no request id: nothing to answer
+            [b"w1"],  # not a message of this protocol
+            [b"w2", _ipc.request(_ipc.EMBED, 3, good)],
+        ]:
+            owner._on_message(frames)
+        await asyncio.sleep(0.5)
+        await owner.model.stop()
 
     asyncio.run(main())
-    assert [(frames[0], frames[1], frames[2]) for frames in router.sent] == [
-        (b"w1", _ipc.request_id(1), _ipc.ERROR), (b"w1", _ipc.request_id(2), _ipc.ERROR)]
-    assert _ipc.read_error(router.sent[0][3]) == ("internal_error", "an EMBED message has 2 frames, not 3")
-    code, message = _ipc.read_error(router.sent[1][3])
+    by_worker = {frames[0]: list(_ipc.read_replies(frames[1])) for frames in sent}
+    assert len(sent) == 2, "one message per worker"
+    assert [(number, status) for number, status, _ in by_worker[b"w1"]] == [(1, _ipc.ERROR), (2, _ipc.ERROR)]
+    code, message = _ipc.read_error(by_worker[b"w1"][0][2])
+    assert code == "internal_error" and "too short" in message
+    code, message = _ipc.read_error(by_worker[b"w1"][1][2])
     assert code == "internal_error" and "2 token ids for texts of 3 tokens" in message
+    [(number, status, body)] = by_worker[b"w2"]
+    vectors, tokens = _ipc.read_vectors(body)
+    assert (number, status, tokens) == (3, _ipc.OK, 3)
+    np.testing.assert_allclose(vectors, owner.model.encoder._encode_batch([[101, 7, 102]]), rtol=1e-6)
