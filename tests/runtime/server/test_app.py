@@ -160,6 +160,44 @@ def test_oversized_body_is_413(encoder: Encoder, model: str) -> None:
     assert fits.status_code == 200
 
 
+def test_a_body_in_many_chunks_is_read_whole(encoder: Encoder, model: str) -> None:
+    data = json.dumps({"model": model, "input": TEXTS[:2]}).encode()
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for i in range(0, len(data), 7):
+            yield data[i : i + 7]
+
+    (resp,) = call(encoder, [("POST", "/v1/embeddings", {"content": chunks()})])
+    assert resp.status_code == 200, resp.text
+    got = np.asarray([d["embedding"] for d in resp.json()["data"]], dtype=np.float32)
+    np.testing.assert_allclose(got, encoder.encode(TEXTS[:2]), atol=1e-5)
+
+
+def test_a_client_that_leaves_before_its_body_is_read_is_recorded_as_499(encoder: Encoder) -> None:
+    """No model work for a request whose client has gone; /metrics counts it as status 499."""
+    app = create_app(encoder)
+    messages = iter([{"type": "http.request", "body": b'{"model": ', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/embeddings", "raw_path": b"/v1/embeddings",
+             "headers": [(b"host", b"x")], "query_string": b"", "root_path": "", "http_version": "1.1",
+             "scheme": "http", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2),
+             "asgi": {"version": "3.0"}}
+    asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 499
+    assert json.loads(sent[1]["body"])["error"]["code"] == "client_closed_request"  # type: ignore[arg-type]
+    assert app.state.batcher.queued == 0
+    answered = app.state.metrics.requests.labels("/v1/embeddings", "499")._value.get()
+    assert answered == 1
+
+
 def test_input_limits_are_options(encoder: Encoder, model: str) -> None:
     options = ServerOptions(limits=Limits(max_inputs=2, max_input_chars=20))
     too_many, too_long = call(
