@@ -22,7 +22,6 @@ import asyncio
 import collections
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +58,12 @@ class _Job:
     arrived: float = field(default_factory=time.perf_counter)
     # Set (on the event loop) once the future is done: before the batch's results are set that
     # means the request was cancelled. The model thread reads this, never the future itself.
-    gone: threading.Event = field(default_factory=threading.Event)
+    # A plain attribute, not a threading.Event: one store and one load, each atomic in Python,
+    # and nothing waits on it.
+    gone: bool = False
+
+    def set_gone(self, _future: asyncio.Future[Embeddings]) -> None:
+        self.gone = True
 
 
 class MicroBatcher:
@@ -155,7 +159,7 @@ class MicroBatcher:
                              "retry shortly")
         lengths = list(map(len, rows))
         job = _Job(rows, sum(lengths), max(lengths, default=0), asyncio.get_running_loop().create_future())
-        job.future.add_done_callback(lambda _: job.gone.set())
+        job.future.add_done_callback(job.set_gone)
         self._pending.append(job)
         self._on_queue(len(self._pending))
         self._arrived.set()
@@ -259,11 +263,11 @@ class MicroBatcher:
         first; None as soon as every one of `jobs` is gone."""
         width = max(job.width for job in jobs)
         if self._padded(len(rows), width) <= self.max_batch_tokens or len(rows) == 1:  # what _gather formed
-            return None if all(job.gone.is_set() for job in jobs) else self._encode(rows)
+            return None if all(job.gone for job in jobs) else self._encode(rows)
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
         order, pieces = [], []
         for idx in plan_batches(lengths, len(rows), self.max_batch_tokens, self._buckets):
-            if all(job.gone.is_set() for job in jobs):
+            if all(job.gone for job in jobs):
                 return None
             pieces.append(self._encode([rows[i] for i in idx]))
             order.append(idx)
