@@ -315,13 +315,16 @@ def main() -> None:
     expected = dict(zip(pool, encoder.encode(pool), strict=True))
     alone = model_alone(encoder, pool[:2048])
     model = Path(encoder.manifest.source.model).name
+    bundle = bundle_info(encoder)
     extra = [*args.server_args.split(), "--device", args.device]
     del encoder
 
     here = machine()
     report: dict[str, Any] = {
         "command": command_line(),
-        "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
+        "machine": {"cpus": here.cores, "processor": here.cpu, "isa": here.isa,
+                    "python": here.python, "onnxruntime": here.onnxruntime},
+        "bundle": bundle,
         "client_processes": args.client_procs,
         "model_alone": alone,
     }
@@ -390,6 +393,7 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
     encoder = Encoder(args.bundle, device=args.device)
     expected = dict(zip(pool, encoder.encode(pool), strict=True))
     model = Path(encoder.manifest.source.model).name
+    bundle = bundle_info(encoder)
     extra = [*args.server_args.split(), "--device", args.device]
     del encoder
     here = machine()
@@ -412,7 +416,9 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
             rounds[name].append({**asdict(result), "server_cpu_ms_per_request": cpu_ms})
     report: dict[str, Any] = {
         "command": command_line(),
-        "machine": {"cpus": here.cores, "processor": here.cpu, "python": here.python},
+        "machine": {"cpus": here.cores, "processor": here.cpu, "isa": here.isa,
+                    "python": here.python, "onnxruntime": here.onnxruntime},
+        "bundle": bundle,
         "client_processes": args.client_procs,
         "servers": {},
     }
@@ -431,6 +437,31 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
     save_report(args.out, "serve-workers", report, workers_markdown(report))
 
 
+def bundle_info(encoder: Encoder) -> dict[str, object]:
+    """What the servers served: the model, the variant and the fusembed commit."""
+    config = encoder.manifest.source.model
+    return {"model": config, "variant": encoder.choice.name, "precision": encoder.precision,
+            "dim": encoder.dim, "fusembed_commit": _commit()}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine_detail(r: dict[str, Any]) -> str:
+    """ISA class, onnxruntime and the bundle, where the report has them (older reports do not)."""
+    if "bundle" not in r:
+        return ""
+    here, bundle = r["machine"], r["bundle"]
+    return (f"ISA class {here['isa']}, onnxruntime {here['onnxruntime']}. Bundle: {bundle['model']}, "
+            f"variant {bundle['variant']} ({bundle['precision']}, {bundle['dim']} dimensions); "
+            f"fusembed at commit {bundle['fusembed_commit']}.")
+
+
 def workers_markdown(r: dict[str, Any]) -> str:
     lines = [
         "# `fusembed serve --workers N` under load (loopback)",
@@ -439,6 +470,7 @@ def workers_markdown(r: dict[str, Any]) -> str:
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
         f"Python {r['machine']['python']}. Clients ({r.get('client_processes', 1)} process(es)) and "
         "server share these CPUs.",
+        _machine_detail(r),
         "",
         "32 concurrent clients, one text per request. Every server was up for the whole run and they "
         "took turns, round after round, in rotating order; the figures are medians over rounds. "
@@ -479,6 +511,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
         f"Python {r['machine']['python']}. "
         f"Clients ({r.get('client_processes', 1)} process(es)) and server share these CPUs.",
+        _machine_detail(r),
         "",
         "## Soak: 64 concurrent clients, 1-4 texts per request",
         "",
