@@ -12,7 +12,9 @@ before any server starts, so they do not compete for the CPU either.
 Scenarios:
 1. soak: 64 concurrent clients send `--soak` requests of 1-4 short texts each (base64, as the
    openai client asks), after `--warmup` requests. Every vector is checked against
-   `Encoder.encode` of the same text (cosine); RSS of the server after warm-up and at the end.
+   `Encoder.encode` of the same text (cosine); RSS of the server after warm-up, once a second
+   during the soak (memory that levels off and memory that keeps growing differ there), and at
+   the end.
 2. batching: 32 concurrent clients, one text per request, the same requests against a server with
    batching on and one with `--no-batching`; throughput ratio. Also the model alone (no HTTP) at
    batch 1 and batch 32: the ratio batching can reach at best on this machine.
@@ -43,6 +45,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -230,6 +233,30 @@ class Server:
         return self.proc.wait(timeout=60)
 
 
+class RssTrace:
+    """The server's RSS every `interval_s` while the block runs, from a thread (reading /proc
+    costs the server nothing): whether memory levels off or keeps growing shows in the trace,
+    not in its two ends alone."""
+
+    def __init__(self, server: Server, interval_s: float = 1.0) -> None:
+        self.server, self.interval_s = server, interval_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> RssTrace:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.samples.append(round(self.server.rss_mb(), 1))
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants, from /proc (the parent of each process is field 4 of its stat)."""
     parents: dict[int, list[int]] = {}
@@ -333,12 +360,14 @@ def main() -> None:
     asyncio.run(load(server.port, model, soak[: args.warmup], 64, expected, args.client_procs))
     rss_warm = server.rss_mb()
     before, cpu0 = server.metrics(), server.cpu_s()
-    result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected, args.client_procs))
+    with RssTrace(server) as trace:
+        result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected, args.client_procs))
     soak_cpu = server.cpu_s() - cpu0
     report["soak"] = {
         **asdict(result),
         "rss_after_warmup_mb": rss_warm,
         "rss_end_mb": server.rss_mb(),
+        "rss_trace_mb": trace.samples,
         "server_cpu_ms_per_request": 1000 * soak_cpu / result.requests,
         **batch_summary(before, server.metrics()),
     }
@@ -502,6 +531,18 @@ def workers_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _rss_trace_lines(soak: dict[str, Any]) -> list[str]:
+    trace = soak.get("rss_trace_mb") or []
+    if len(trace) < 2:
+        return []
+    half = trace[len(trace) // 2 :]
+    step = -(-len(trace) // 20)  # at most 20 values shown
+    shown = ", ".join(f"{v:.0f}" for v in trace[::step])
+    every = "once a second" if step == 1 else f"every {step} s"
+    return [f"RSS during the soak, {every} (MB): {shown}. Over its second half: {min(half):.1f} "
+            f"to {max(half):.1f} MB.", ""]
+
+
 def markdown(r: dict[str, Any]) -> str:
     soak, on, off, alone = r["soak"], r["batching_on"], r["batching_off"], r["model_alone"]
     lines = [
@@ -525,6 +566,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"| {soak['rss_after_warmup_mb']:.0f} MB | {soak['rss_end_mb']:.0f} MB "
         f"({100 * (soak['rss_end_mb'] / soak['rss_after_warmup_mb'] - 1):+.1f}%) |",
         "",
+        *_rss_trace_lines(soak),
         f"The server exited with code {r['soak_exit_code']} on SIGTERM.",
         "",
         "## Dynamic batching: 32 concurrent clients, one text per request",
