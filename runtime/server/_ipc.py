@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import traceback
 from collections.abc import Callable, Iterator
 from typing import cast
 
@@ -191,4 +192,7 @@ class Channel:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.on_message(frames)
+            try:
+                self.on_message(frames)
+            except Exception:  # a bug: logged, and the messages behind it are still read
+                traceback.print_exc()

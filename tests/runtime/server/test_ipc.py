@@ -65,6 +65,49 @@ def test_a_cut_reply_message_is_refused() -> None:
         list(_ipc.read_replies(message + message[:5]))
 
 
+def test_a_channel_reads_every_message_and_one_that_fails_does_not_stop_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Many messages sent at once arrive in order, replies sent from the callback reach the other
+    end, and a message whose handler raises is logged while the ones behind it are still read
+    (the socket signals only on edges: one left unread would never be seen)."""
+    import zmq
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        context = zmq.Context()
+        got, echoed = [], []
+        router = _ipc.Channel(context.socket(zmq.ROUTER), lambda frames: None)
+        router.socket.bind("inproc://test-channel")
+
+        def on_request(frames: list[bytes]) -> None:
+            if frames[1] == b"bad":
+                raise RuntimeError("a handler's bug")
+            got.append(frames[1])
+            router.send([frames[0], b"echo " + frames[1]])
+
+        router.on_message = on_request
+        dealer = _ipc.Channel(context.socket(zmq.DEALER), lambda frames: echoed.append(frames[0]))
+        dealer.socket.connect("inproc://test-channel")
+        router.start()
+        dealer.start()
+        for i in range(500):
+            dealer.send([b"bad" if i == 3 else str(i).encode()])
+        for _ in range(200):
+            if len(echoed) == 499:
+                break
+            await asyncio.sleep(0.01)
+        router.close()
+        dealer.close()
+        context.term()
+        return got, echoed
+
+    got, echoed = asyncio.run(main())
+    expected = [str(i).encode() for i in range(500) if i != 3]
+    assert got == expected
+    assert echoed == [b"echo " + m for m in expected]
+    assert "a handler's bug" in capsys.readouterr().err
+
+
 def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
