@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from .._errors import ApiError, check_positive_int
 from .._text import surrogate_at
@@ -149,11 +150,12 @@ def response_body(
     if encoding_format == "base64":  # little-endian float32 bytes, what the openai client decodes
         little = vectors.astype("<f4", copy=False)
         items: list[object] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-    else:
-        items = vectors.tolist()
+    else:  # each row as a float32 array: orjson writes each value's shortest float32 text
+        items = list(np.ascontiguousarray(vectors, dtype=np.float32))
     data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)]
     usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
-    return json.dumps({"object": "list", "data": data, "model": model, "usage": usage}).encode()
+    body = {"object": "list", "data": data, "model": model, "usage": usage}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _token_ids(values: list[object]) -> bool:

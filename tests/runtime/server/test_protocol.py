@@ -114,3 +114,15 @@ def test_response_float_and_base64_round_trip() -> None:
                 [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in body["data"]]
             )
         np.testing.assert_array_equal(got, vectors)  # exact: float32 survives both encodings
+
+
+def test_float_responses_write_the_shortest_text_of_each_float32() -> None:
+    """As OpenAI's API sends them: 0.1 as float32 is written "0.1", not the float64 digits of the
+    float32 value (0.10000000149011612); any vector, strided or not, reads back exactly."""
+    vectors = np.array([[0.1, -2.5, 1e-8, 3.0]], dtype=np.float32)
+    text = response_body(vectors, model="m", prompt_tokens=1, encoding_format="float").decode()
+    assert '"embedding":[0.1,-2.5,1e-8,3.0]' in text
+    strided = np.random.default_rng(1).standard_normal((4, 16)).astype(np.float32)[::2, ::3]
+    body = json.loads(response_body(strided, model="m", prompt_tokens=1, encoding_format="float"))
+    got = np.asarray([d["embedding"] for d in body["data"]], dtype=np.float32)
+    np.testing.assert_array_equal(got, strided)
