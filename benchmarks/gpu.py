@@ -38,7 +38,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from harness import command_line, go_offline, long_texts, machine, percentiles, rss_mb, short_texts
+from harness import (
+    command_line,
+    go_offline,
+    gpu_memory_mb,
+    long_texts,
+    machine,
+    percentiles,
+    rss_mb,
+    short_texts,
+)
 from vectors import row_cosine
 
 RESULTS = Path(__file__).parent / "results"
@@ -47,16 +56,6 @@ Encode = Callable[[Sequence[str], int], np.ndarray]
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def gpu_memory_mb() -> float | None:
-    """Memory in use on GPU 0 as nvidia-smi reports it (all processes: run nothing else)."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                              "-i", "0"], capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return float(out.stdout.strip().splitlines()[0])
 
 
 def gpu_name() -> str:

@@ -26,6 +26,7 @@ import platform
 import random
 import resource
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -159,6 +160,16 @@ def rss_mb(pid: int) -> float:
 def _stat_fields(pid: int | str) -> list[str]:
     """Fields of /proc/PID/stat after the command name (which may hold spaces): field 3 is [0]."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def gpu_memory_mb() -> float | None:
+    """Memory in use on GPU 0 as nvidia-smi reports it (all processes: run nothing else)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                              "-i", "0"], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return float(out.stdout.strip().splitlines()[0])
 
 
 def cpu_seconds(pid: int) -> float:

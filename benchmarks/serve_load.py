@@ -57,6 +57,7 @@ from fusembed import Encoder
 from harness import (
     command_line,
     cpu_seconds,
+    gpu_memory_mb,
     machine,
     pass_seconds,
     percentiles,
@@ -234,13 +235,14 @@ class Server:
 
 
 class RssTrace:
-    """The server's RSS every `interval_s` while the block runs, from a thread (reading /proc
-    costs the server nothing): whether memory levels off or keeps growing shows in the trace,
-    not in its two ends alone."""
+    """The server's RSS (and with `gpu`, the GPU's memory in use, from nvidia-smi) every
+    `interval_s` while the block runs, from a thread (reading /proc costs the server nothing):
+    whether memory levels off or keeps growing shows in the trace, not in its two ends alone."""
 
-    def __init__(self, server: Server, interval_s: float = 1.0) -> None:
-        self.server, self.interval_s = server, interval_s
+    def __init__(self, server: Server, interval_s: float = 1.0, *, gpu: bool = False) -> None:
+        self.server, self.interval_s, self.gpu = server, interval_s, gpu
         self.samples: list[float] = []
+        self.gpu_samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -255,6 +257,8 @@ class RssTrace:
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.samples.append(round(self.server.rss_mb(), 1))
+            if self.gpu and (used := gpu_memory_mb()) is not None:
+                self.gpu_samples.append(used)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -360,7 +364,7 @@ def main() -> None:
     asyncio.run(load(server.port, model, soak[: args.warmup], 64, expected, args.client_procs))
     rss_warm = server.rss_mb()
     before, cpu0 = server.metrics(), server.cpu_s()
-    with RssTrace(server) as trace:
+    with RssTrace(server, gpu=args.device == "cuda") as trace:
         result = asyncio.run(load(server.port, model, soak[args.warmup :], 64, expected, args.client_procs))
     soak_cpu = server.cpu_s() - cpu0
     report["soak"] = {
@@ -368,6 +372,7 @@ def main() -> None:
         "rss_after_warmup_mb": rss_warm,
         "rss_end_mb": server.rss_mb(),
         "rss_trace_mb": trace.samples,
+        "gpu_memory_trace_mb": trace.gpu_samples,
         "server_cpu_ms_per_request": 1000 * soak_cpu / result.requests,
         **batch_summary(before, server.metrics()),
     }
@@ -532,15 +537,18 @@ def workers_markdown(r: dict[str, Any]) -> str:
 
 
 def _rss_trace_lines(soak: dict[str, Any]) -> list[str]:
-    trace = soak.get("rss_trace_mb") or []
-    if len(trace) < 2:
-        return []
-    half = trace[len(trace) // 2 :]
-    step = -(-len(trace) // 20)  # at most 20 values shown
-    shown = ", ".join(f"{v:.0f}" for v in trace[::step])
-    every = "once a second" if step == 1 else f"every {step} s"
-    return [f"RSS during the soak, {every} (MB): {shown}. Over its second half: {min(half):.1f} "
-            f"to {max(half):.1f} MB.", ""]
+    lines = []
+    for key, what in (("rss_trace_mb", "RSS"), ("gpu_memory_trace_mb", "GPU memory in use")):
+        trace = soak.get(key) or []
+        if len(trace) < 2:
+            continue
+        half = trace[len(trace) // 2 :]
+        step = -(-len(trace) // 20)  # at most 20 values shown
+        shown = ", ".join(f"{v:.0f}" for v in trace[::step])
+        every = "once a second" if step == 1 else f"every {step} s"
+        lines += [f"{what} during the soak, {every} (MB): {shown}. Over its second half: "
+                  f"{min(half):.1f} to {max(half):.1f} MB.", ""]
+    return lines
 
 
 def markdown(r: dict[str, Any]) -> str:
