@@ -250,7 +250,7 @@ class _Owner:
         vectors.add_done_callback(functools.partial(self._reply, worker, number, sum(map(len, rows))))
 
     def _reply(self, worker: bytes, number: int, tokens: int, vectors: asyncio.Future[Any]) -> None:
-        del self.pending[worker, number]
+        self.pending.pop((worker, number), None)
         if vectors.cancelled():
             return  # the worker gave the request up: nobody waits for a reply
         if (exc := vectors.exception()) is not None:
