@@ -186,7 +186,7 @@ def check_readme(text: str) -> None:
     assert Path("london.npy").is_file()
     assert re.search(r"\nauto \(cpu\)  (int8|fp32): ", text), text  # fusembed info
     # The server: curl gets an OpenAI list.
-    assert '{"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [' in text
+    assert '{"object":"list","data":[{"object":"embedding","index":0,"embedding":[' in text, text
 
 
 def check_docs(out: dict[str, str], tmp_path: Path) -> None:
