@@ -473,9 +473,8 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
 
 def bundle_info(encoder: Encoder) -> dict[str, object]:
     """What the servers served: the model, the variant and the fusembed commit."""
-    config = encoder.manifest.source.model
-    return {"model": config, "variant": encoder.choice.name, "precision": encoder.precision,
-            "dim": encoder.dim, "fusembed_commit": _commit()}
+    return {"model": encoder.manifest.source.model, "variant": encoder.choice.name,
+            "precision": encoder.precision, "dim": encoder.dim, "fusembed_commit": _commit()}
 
 
 def _commit() -> str:
@@ -486,7 +485,7 @@ def _commit() -> str:
         return "unknown"
 
 
-def _machine_detail(r: dict[str, Any]) -> str:
+def _run_detail(r: dict[str, Any]) -> str:
     """ISA class, onnxruntime and the bundle, where the report has them (older reports do not)."""
     if "bundle" not in r:
         return ""
@@ -504,7 +503,7 @@ def workers_markdown(r: dict[str, Any]) -> str:
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
         f"Python {r['machine']['python']}. Clients ({r.get('client_processes', 1)} process(es)) and "
         "server share these CPUs.",
-        _machine_detail(r),
+        _run_detail(r),
         "",
         "32 concurrent clients, one text per request. Every server was up for the whole run and they "
         "took turns, round after round, in rotating order; the figures are medians over rounds. "
@@ -560,7 +559,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"Machine: {r['machine']['cpus']} CPUs, {r['machine']['processor']}, "
         f"Python {r['machine']['python']}. "
         f"Clients ({r.get('client_processes', 1)} process(es)) and server share these CPUs.",
-        _machine_detail(r),
+        _run_detail(r),
         "",
         "## Soak: 64 concurrent clients, 1-4 texts per request",
         "",

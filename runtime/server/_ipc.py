@@ -84,13 +84,8 @@ def read_embed(payload: memoryview) -> tuple[str, list[list[int]]]:
         raise ValueError(f"an EMBED payload of {len(payload)} bytes cannot hold {texts} texts "
                          f"and a prompt of {prompt_bytes} bytes")
     prompt = bytes(payload[_EMBED.size:start]).decode()
-    values: list[int] = np.frombuffer(payload, dtype="<u4", offset=lengths_end).tolist()
-    if texts == 1:  # most requests: no numpy sums for one row
-        count = int.from_bytes(payload[start:lengths_end], "little")
-        if len(values) != count:
-            raise ValueError(f"a worker sent {len(values)} token ids for texts of {count} tokens")
-        return prompt, [values]
     counts: list[int] = np.frombuffer(payload, dtype="<u4", count=texts, offset=start).tolist()
+    values: list[int] = np.frombuffer(payload, dtype="<u4", offset=lengths_end).tolist()
     if len(values) != sum(counts):
         raise ValueError(f"a worker sent {len(values)} token ids for texts of {sum(counts)} tokens")
     rows, at = [], 0

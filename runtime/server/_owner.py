@@ -259,14 +259,13 @@ class _Owner:
         self._send(worker, _ipc.reply(number, _ipc.OK, _ipc.vectors_body(vectors.result(), tokens)))
 
     def _failed(self, worker: bytes, number: int, exc: BaseException) -> None:
+        code, message = "internal_error", f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Overloaded):
-            code = "server_overloaded"
+            code, message = "server_overloaded", str(exc)
         elif isinstance(exc, Stopping):
-            code = "server_shutting_down"
+            code, message = "server_shutting_down", str(exc)
         else:  # a bug, or a message no worker of this fusembed sends: the worker answers 500
             traceback.print_exception(exc)
-            code = "internal_error"
-        message = str(exc) if code != "internal_error" else f"{type(exc).__name__}: {exc}"
         self._send(worker, _ipc.reply(number, _ipc.ERROR, _ipc.error_body(code, message)))
 
     def _send(self, worker: bytes, reply: bytes) -> None:

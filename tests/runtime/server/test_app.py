@@ -173,6 +173,30 @@ def test_a_body_in_many_chunks_is_read_whole(encoder: Encoder, model: str) -> No
     np.testing.assert_allclose(got, encoder.encode(TEXTS[:2]), atol=1e-5)
 
 
+def test_a_bug_under_the_embeddings_route_is_a_json_500(
+    encoder: Encoder, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The route answers ApiError itself; anything else goes on to the server's 500 handler,
+    which answers OpenAI's error shape and names no internals."""
+    def broken(rows: object) -> object:
+        raise RuntimeError("a bug in the model call")
+
+    app = create_app(encoder)
+    monkeypatch.setattr(app.state.batcher, "_encode", broken)
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=transport, base_url="http://test") as client:
+            return await client.post("/v1/embeddings", json={"model": model, "input": "a text"})
+
+    resp = asyncio.run(main())
+    assert resp.status_code == 500
+    error = resp.json()["error"]
+    assert error["type"] == "server_error" and "RuntimeError" in error["message"]
+    assert "a bug in the model call" not in error["message"]
+
+
 def test_a_client_that_leaves_before_its_body_is_read_is_recorded_as_499(encoder: Encoder) -> None:
     """No model work for a request whose client has gone; /metrics counts it as status 499."""
     app = create_app(encoder)
