@@ -111,10 +111,22 @@ class RemoteModel:
             del self._replies[number]
 
     def _on_reply(self, frames: list[bytes]) -> None:
-        for number, status, body in _ipc.read_replies(frames[0]):
-            waiting = self._replies.get(number)
-            if waiting is not None and not waiting.done():
-                waiting.set_result((status, body))
+        try:
+            if len(frames) != 1:
+                raise ValueError(f"a message of {len(frames)} frames, not 1")
+            for number, status, body in _ipc.read_replies(frames[0]):
+                waiting = self._replies.get(number)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result((status, body))
+        except ValueError as exc:
+            # A bug, or a model process of another fusembed. Whichever replies the message held
+            # past the fault cannot be found: every request still waiting fails now (500), rather
+            # than waiting for a reply that will never come.
+            failure = RuntimeError(f"the model process sent a malformed reply: {exc}")
+            print(f"fusembed serve: worker {os.getpid()}: {failure}", file=sys.stderr, flush=True)
+            for waiting in self._replies.values():
+                if not waiting.done():
+                    waiting.set_exception(failure)
 
     def _check_model_process(self) -> None:
         if os.read(sys.stdin.fileno(), 4096):

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fusembed import Encoder
-from fusembed.server import ServerOptions, _ipc, _owner
+from fusembed._tokens import TextTokenizer
+from fusembed.server import ServerOptions, _ipc, _owner, _worker
 
 
 @pytest.mark.parametrize("rows", [[[101, 7592, 102]], [[101, 102], [101, 2, 3, 4, 102], [0]], []])
@@ -149,3 +150,46 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
     vectors, tokens = _ipc.read_vectors(body)
     assert (number, status, tokens) == (3, _ipc.OK, 3)
     np.testing.assert_allclose(vectors, owner.model.encoder._encode_batch([[101, 7, 102]]), rtol=1e-6)
+
+
+def _remote_model(bundle: Path) -> _worker.RemoteModel:
+    """A worker's model, not started: replies are handed to it directly."""
+    tokenizer = TextTokenizer(bundle / "tokenizer.json", Encoder(bundle).max_seq_length)
+    return _worker.RemoteModel("ipc://unused", tokenizer, on_gone=lambda: None)
+
+
+def test_a_malformed_reply_fails_the_waiting_requests_instead_of_leaving_them_hanging(
+    tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The replies before the fault are delivered; every other request still waiting fails at
+    once (its client gets a 500), since its reply may have been in the unreadable part."""
+    model = _remote_model(tiny_bundle)
+
+    async def main() -> list[asyncio.Future[tuple[bytes, memoryview]]]:
+        loop = asyncio.get_running_loop()
+        waiting = [loop.create_future() for _ in range(3)]
+        model._replies.update(enumerate(waiting))
+        good = _ipc.reply(0, _ipc.OK, b"12")
+        model._on_reply([good + _ipc.reply(1, _ipc.OK, b"0123456789")[:-1]])
+        return waiting
+
+    first, second, third = asyncio.run(main())
+    status, body = first.result()
+    assert (status, bytes(body)) == (_ipc.OK, b"12")
+    for failed in (second, third):
+        with pytest.raises(RuntimeError, match=r"malformed reply: a reply of 10 bytes .* runs past"):
+            failed.result()
+    assert "malformed reply" in capsys.readouterr().err
+
+
+def test_a_reply_of_several_frames_fails_the_waiting_requests(tiny_bundle: Path) -> None:
+    model = _remote_model(tiny_bundle)
+
+    async def main() -> asyncio.Future[tuple[bytes, memoryview]]:
+        waiting = asyncio.get_running_loop().create_future()
+        model._replies[0] = waiting
+        model._on_reply([_ipc.reply(0, _ipc.OK, b"12"), b"extra"])
+        return waiting
+
+    with pytest.raises(RuntimeError, match="a message of 2 frames"):
+        asyncio.run(main()).result()
