@@ -25,12 +25,14 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/wheels" "$work/bundle" "$out"
 
-# Binary wheels for the host's interpreter, whatever this machine runs.
+# Binary wheels for the host's interpreter, whatever this machine runs: onnxruntime-gpu and
+# every package of fusembed's serve extra, read from pyproject.toml so that the list cannot
+# fall behind it.
+mapfile -t serve < <($py -c 'import sys, tomllib; print(*tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["serve"], sep="\n")' "$root/pyproject.toml")
 $py -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-  -d "$work/wheels" "onnxruntime-gpu${ORT_GPU_VERSION:+==$ORT_GPU_VERSION}" \
-  starlette uvicorn httptools uvloop prometheus-client pyzmq
+  -d "$work/wheels" "onnxruntime-gpu${ORT_GPU_VERSION:+==$ORT_GPU_VERSION}" "${serve[@]}"
 $py -m pip wheel -q --no-deps "$root" -w "$work/wheels"
 
 # The bundle: manifest, tokenizer and the files of the variants that run on CUDA.
@@ -52,17 +54,34 @@ site=${SITE:-/tmp/fusembed-site}
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$here"/wheels/*.whl
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 python3 - <<'PY'
-import importlib
+import importlib.metadata as metadata
+import re
+import sys
 
 import onnxruntime
 
 print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
-# What fusembed and its server import that the payload does not carry: the host must have them.
-for name in ("numpy", "tokenizers", "anyio", "h11", "click", "httpx"):
+# Every package fusembed and its serve extra need, installed from the payload or there already:
+# one missing fails here, not minutes into gpu.py.
+def _installed(name: str) -> bool:
     try:
-        importlib.import_module(name)
-    except ImportError as exc:
-        print(f"missing on this host: {name} ({exc})")
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+missing = []
+for requirement in metadata.requires("fusembed") or []:
+    name, _, marker = requirement.partition(";")
+    if "extra" in marker and "serve" not in marker:
+        continue  # the export and compare extras are not needed here
+    name = re.match(r"[A-Za-z0-9._-]+", name.strip()).group(0)
+    # onnxruntime-gpu installs the same `onnxruntime` package under another name
+    if not any(_installed(n) for n in ([name, "onnxruntime-gpu"] if name == "onnxruntime" else [name])):
+        missing.append(name)
+if missing:
+    sys.exit(f"missing on this host and not in the payload: {', '.join(missing)}")
 PY
 st=()
 if [ -d "$here/st" ]; then st=(--st-model "$here/st"); fi
