@@ -43,3 +43,14 @@ class ExportOptions:
         if not self.variants or set(self.variants) - set(FILES):
             raise ArgumentError("variants",
                                 f"must be a non-empty subset of {sorted(FILES)}, got {self.variants}")
+        # A budget out of range would fail every export after minutes of work (99.99 for
+        # 0.9999), or, as NaN, pass every check: both are refused before anything runs.
+        for name in ("min_cosine", "int8_min_mean_cosine", "int8_min_cosine", "int8_min_top10",
+                     "min_batch_invariance", "fp16_min_cosine"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ArgumentError(name, f"must be a number from 0 to 1, got {value!r}")
+        for name, least in (("quality_texts", 1), ("calibration_texts", 1), ("check_texts", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ArgumentError(name, f"must be an int of at least {least}, got {value!r}")

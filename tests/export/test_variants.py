@@ -15,6 +15,8 @@ from fusembed.export import ExportOptions, export_model
 from fusembed.export.replicas import SEEDS, tiny
 from fusembed.export.texts import varied_texts
 
+from tests.export.budgets import unmeetable
+
 
 def test_real_model_int8_meets_its_budget(minilm_bundle: Path) -> None:
     int8 = read_manifest(minilm_bundle).variants["int8"]
@@ -73,8 +75,8 @@ def test_missed_budget_means_no_variant_and_a_reason(
     make_replica: Callable[..., Path], tmp_path: Path
 ) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
-    report = export_model(folder, tmp_path / "b", options=ExportOptions(
-        variants=("fp32", "int8"), int8_min_top10=1.01, quality_texts=120, calibration_texts=64))
+    report = export_model(folder, tmp_path / "b", options=unmeetable(ExportOptions(
+        variants=("fp32", "int8"), quality_texts=120, calibration_texts=64), int8_min_top10=1.01))
     assert "int8" not in report.manifest.variants
     assert not (tmp_path / "b" / "model.int8.onnx").exists()
     assert "top-10 agreement" in report.rejected["int8"] and "< 1.01" in report.rejected["int8"]
@@ -84,8 +86,8 @@ def test_missed_budget_means_no_variant_and_a_reason(
 
 def test_no_scheme_meets_an_impossible_budget(make_replica: Callable[..., Path], tmp_path: Path) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
-    report = export_model(folder, tmp_path / "b", options=ExportOptions(
-        variants=("fp32", "int8"), int8_min_cosine=1.01, quality_texts=60, calibration_texts=32))
+    report = export_model(folder, tmp_path / "b", options=unmeetable(ExportOptions(
+        variants=("fp32", "int8"), quality_texts=60, calibration_texts=32), int8_min_cosine=1.01))
     assert "no scheme met the budget" in report.rejected["int8"]
     assert list((tmp_path / "b").glob("*.onnx")) == [tmp_path / "b" / "model.onnx"]
 
@@ -119,14 +121,37 @@ def test_int8_only_bundle_from_the_cli(
 def test_int8_only_bundle_fails_when_int8_misses(make_replica: Callable[..., Path], tmp_path: Path) -> None:
     folder = make_replica(tiny(SEEDS["all-MiniLM-L6-v1"]))
     with pytest.raises(ExportError, match="none of the requested variants"):
-        export_model(folder, tmp_path / "b", options=ExportOptions(
-            variants=("int8",), int8_min_top10=1.01, quality_texts=60, calibration_texts=32))
+        export_model(folder, tmp_path / "b", options=unmeetable(ExportOptions(
+            variants=("int8",), quality_texts=60, calibration_texts=32), int8_min_top10=1.01))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_variant_is_refused_before_any_work() -> None:
     with pytest.raises(ArgumentError, match="variants must be a non-empty subset"):
         ExportOptions(variants=("int4",))
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("min_cosine", 99.999), ("min_cosine", float("nan")), ("fp16_min_cosine", -0.1),
+    ("int8_min_top10", 1.01), ("int8_min_mean_cosine", "0.99"), ("min_batch_invariance", True),
+    ("int8_min_cosine", float("inf")),
+])
+def test_a_budget_outside_0_to_1_is_refused_before_any_work(name: str, value: object) -> None:
+    """99.999 for 0.99999 would fail every export after minutes; NaN would pass every check."""
+    with pytest.raises(ArgumentError, match=f"^{name} must be a number from 0 to 1, got "):
+        ExportOptions(**{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("quality_texts", 0), ("calibration_texts", -1), ("check_texts", 2.5), ("quality_texts", True)])
+def test_a_text_count_that_is_not_a_count_is_refused(name: str, value: object) -> None:
+    with pytest.raises(ArgumentError, match=f"^{name} must be an int of at least"):
+        ExportOptions(**{name: value})  # type: ignore[arg-type]
+
+
+def test_budgets_at_the_ends_of_the_range_are_taken() -> None:
+    options = ExportOptions(min_cosine=1, int8_min_top10=0.0, check_texts=0)
+    assert (options.min_cosine, options.int8_min_top10, options.check_texts) == (1, 0.0, 0)
 
 
 def test_a_crashing_quantiser_costs_only_its_variant(

@@ -244,6 +244,15 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "usage: fusembed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("budget", [["--min-cosine", "99.999"], ["--int8-min-top10", "nan"]])
+def test_export_refuses_a_budget_outside_0_to_1_before_any_work(
+    budget: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", "all-MiniLM-L6-v2", str(tmp_path / "out"), *budget]) == 2
+    assert f"fusembed export: error: {budget[0]} must be a number from 0 to 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_console_script_and_module_entry(minilm_bundle: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "fusembed", "info", str(minilm_bundle)],
                             capture_output=True, text=True, check=False)
