@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from harness import (
     command_line,
+    fusembed_commit,
     go_offline,
     gpu_memory_mb,
     long_texts,
@@ -189,7 +190,8 @@ def main() -> None:
     long = long_texts(args.long, seed=12)
     here = machine()
     report: dict[str, Any] = {
-        "command": command_line(), "gpu": gpu_name(),
+        "command": command_line(), "gpu": gpu_name(), "device": args.device,
+        "fusembed_commit": fusembed_commit(),
         "machine": {"cpu": here.cpu, "cpus": here.cores, "python": here.python},
         "onnxruntime": ort.__version__,
     }
@@ -321,9 +323,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Command: `{r['command']}`  ",
         f"GPU: {r['gpu']}; host {r['machine']['cpu']}, {r['machine']['cpus']} CPUs, Python "
-        f"{r['machine']['python']}; {versions}.",
+        f"{r['machine']['python']}; {versions}; fusembed at commit {r.get('fusembed_commit', 'unknown')}.",
         "",
     ]
+    device = r.get("device", "cuda")
     if "stalls" in r:
         lines += stalls_markdown(r["stalls"])
     if "throughput" in r:
@@ -337,11 +340,12 @@ def markdown(r: dict[str, Any]) -> str:
         lines += cuda_options.markdown(r["kernels"])
     if "bench_md" in r:
         bench = r["bench_md"].replace("# fusembed bench: ", "### ")
-        lines += ["## fusembed bench --device cuda", "", bench, ""]
+        lines += [f"## fusembed bench --device {device}", "", bench, ""]
     if "serve_md" in r:
-        lines += ["## fusembed serve --device cuda under load", "", r["serve_md"].replace("# ", "### ", 1)]
+        lines += [f"## fusembed serve --device {device} under load", "",
+                  r["serve_md"].replace("# ", "### ", 1)]
     if "serve_workers_md" in r:
-        lines += ["## fusembed serve --device cuda --workers N under load", "",
+        lines += [f"## fusembed serve --device {device} --workers N under load", "",
                   r["serve_workers_md"].replace("# ", "### ", 1)]
     return "\n".join(lines) + "\n"
 

@@ -306,6 +306,22 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def fusembed_commit() -> str:
+    """The commit of the fusembed these benchmarks belong to: git's, or, where they run from a
+    copy without git (a GPU host's payload), the COMMIT file `offline_payload.sh` writes beside
+    them; "unknown" otherwise."""
+    here = Path(__file__).parent
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        return (here / "COMMIT").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def command_line() -> str:
     """The command that started this process, as a shell would take it back."""
     return shlex.join(sys.orig_argv)

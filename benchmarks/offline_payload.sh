@@ -42,6 +42,8 @@ done
 if [ "${FP32:-0}" = 1 ]; then cp "$bundle/model.onnx" "$work/bundle/"; fi
 cp -r "$root/benchmarks" "$work/benchmarks"
 rm -rf "$work/benchmarks/results" "$work/benchmarks/__pycache__"
+# The commit the results will name (git is not there to ask); -dirty when files differ from it.
+(cd "$root" && echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo -dirty)") > "$work/benchmarks/COMMIT"
 if [ -n "$st_model" ]; then cp -r "$st_model" "$work/st"; fi
 
 cat > "$work/run.sh" <<'EOF'

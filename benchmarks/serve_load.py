@@ -57,6 +57,7 @@ from fusembed import Encoder
 from harness import (
     command_line,
     cpu_seconds,
+    fusembed_commit,
     gpu_memory_mb,
     machine,
     pass_seconds,
@@ -474,15 +475,7 @@ def workers_comparison(args: argparse.Namespace, counts: list[int]) -> None:
 def bundle_info(encoder: Encoder) -> dict[str, object]:
     """What the servers served: the model, the variant and the fusembed commit."""
     return {"model": encoder.manifest.source.model, "variant": encoder.choice.name,
-            "precision": encoder.precision, "dim": encoder.dim, "fusembed_commit": _commit()}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+            "precision": encoder.precision, "dim": encoder.dim, "fusembed_commit": fusembed_commit()}
 
 
 def _run_detail(r: dict[str, Any]) -> str:
