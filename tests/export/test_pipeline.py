@@ -22,8 +22,10 @@ def folder(make_replica: Callable[..., Path]) -> Path:
 
 def test_failed_parity_gate_writes_nothing(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
+    before = Path.cwd()
     with pytest.raises(ExportError, match=r"fp32: parity check failed: min cosine .* < required 1.01"):
         export_model(folder, out, options=unmeetable(ExportOptions(variants=("fp32",)), min_cosine=1.01))
+    assert Path.cwd() == before  # the optimiser works in its own folder, then changes back
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no staging directory left behind either
 
