@@ -185,8 +185,9 @@ def start_engine(engine: str, source: Path, bundle: Path, texts_file: Path, work
         row = dict(json.loads(line))
     except json.JSONDecodeError:
         proc.wait()
-        why = ((work / f"log-{engine}.txt").read_text().strip().splitlines() or ["no output"])[-1]
-        return {"engine": engine, "error": f"exit {proc.returncode}: {why}"}, None
+        log_file = work / f"log-{engine}.txt"
+        why = (log_file.read_text().strip().splitlines() or ["no output"])[-1]
+        return {"engine": engine, "error": f"exit {proc.returncode}: {why} (whole log: {log_file})"}, None
     if "error" in row:
         proc.wait()
         return row, None
@@ -242,8 +243,10 @@ def measure_model(plan: ModelPlan, texts: list[str], label: str, work: Path, arg
                            "--model", str(source), "--onnx-dir", str(work / "onnx")],
                           capture_output=True, text=True)
     if prep.returncode != 0:
+        log_file = work / f"log-prepare-{plan.name}.txt"
+        log_file.write_text(prep.stderr)
         last = (prep.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"   prepare failed (exit {prep.returncode}): {last}", flush=True)
+        print(f"   prepare failed (exit {prep.returncode}): {last} (whole log: {log_file})", flush=True)
     texts_file = work / f"texts-{plan.name}-{label}.txt"
     texts_file.write_text("\n".join(texts) + "\n", encoding="utf-8")
     rows, vectors, procs = [], {}, {}
