@@ -342,10 +342,10 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Command: `{r['command']}`  ",
         f"GPU: {r['gpu']}; host {r['machine']['cpu']}, {r['machine']['cpus']} CPUs, Python "
-        f"{r['machine']['python']}; {versions}; fusembed at commit {r.get('fusembed_commit', 'unknown')}.",
+        f"{r['machine']['python']}; {versions}; fusembed at commit {r['fusembed_commit']}.",
         "",
     ]
-    device = r.get("device", "cuda")
+    device = r["device"]
     if "stalls" in r:
         lines += stalls_markdown(r["stalls"])
     if "throughput" in r:
@@ -411,10 +411,8 @@ def throughput_markdown(r: dict[str, Any]) -> list[str]:
                   "best batch size of `fusembed fp16` above (one `encode` call per batch there: no "
                   f"tokenizing overlapped with the GPU) and {default / best_budget:.0%} of the best "
                   "other budget below.", ""]
-    rounds = r.get("budget_rounds")
-    how = (f"medians of {rounds} rounds in which the default and each budget took turns"
-           if rounds else "median of 3 calls each")
-    lines += [f"`encode(texts)` (fp16) with other batch sizes and token budgets, texts/s ({how}):", "",
+    lines += ["`encode(texts)` (fp16) with other batch sizes and token budgets, texts/s (medians of "
+              f"{r['budget_rounds']} rounds in which the default and each budget took turns):", "",
               "| batch_size | max_tokens | short | 256-token |", "|---:|---:|---:|---:|",
               f"| default ({batch['batch_size']}) | default ({batch['max_tokens']}) | "
               f"{r['default_encode_texts_per_s']['short']:,.0f} | "
