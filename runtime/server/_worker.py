@@ -124,9 +124,12 @@ class RemoteModel:
             # than waiting for a reply that will never come.
             failure = RuntimeError(f"the model process sent a malformed reply: {exc}")
             print(f"fusembed serve: worker {os.getpid()}: {failure}", file=sys.stderr, flush=True)
-            for waiting in self._replies.values():
-                if not waiting.done():
-                    waiting.set_exception(failure)
+            self._fail_waiting(failure)
+
+    def _fail_waiting(self, failure: Exception) -> None:
+        for waiting in self._replies.values():
+            if not waiting.done():
+                waiting.set_exception(failure)
 
     def _check_model_process(self) -> None:
         if os.read(sys.stdin.fileno(), 4096):
@@ -135,9 +138,7 @@ class RemoteModel:
         self.gone = True
         self._gone_signal.set_result(None)
         print(f"fusembed serve: worker {os.getpid()}: {_GONE}", file=sys.stderr, flush=True)
-        for waiting in self._replies.values():
-            if not waiting.done():
-                waiting.set_exception(ModelUnavailable(_GONE))
+        self._fail_waiting(ModelUnavailable(_GONE))
         self.on_gone()
 
 
