@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fusembed._errors import ArgumentError
+from fusembed._errors import ArgumentError, check_positive_int
 
 from .texts import EDGE_TEXTS
 
@@ -50,7 +50,8 @@ class ExportOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise ArgumentError(name, f"must be a number from 0 to 1, got {value!r}")
-        for name, least in (("quality_texts", 1), ("calibration_texts", 1), ("check_texts", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ArgumentError(name, f"must be an int of at least {least}, got {value!r}")
+        check_positive_int("quality_texts", self.quality_texts)
+        check_positive_int("calibration_texts", self.calibration_texts)
+        check = self.check_texts
+        if isinstance(check, bool) or not isinstance(check, int) or check < 0:
+            raise ArgumentError("check_texts", f"must be an int of at least 0, got {check!r}")

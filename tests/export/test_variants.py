@@ -142,10 +142,12 @@ def test_a_budget_outside_0_to_1_is_refused_before_any_work(name: str, value: ob
         ExportOptions(**{name: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("quality_texts", 0), ("calibration_texts", -1), ("check_texts", 2.5), ("quality_texts", True)])
-def test_a_text_count_that_is_not_a_count_is_refused(name: str, value: object) -> None:
-    with pytest.raises(ArgumentError, match=f"^{name} must be an int of at least"):
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("quality_texts", 0, "a positive int"), ("calibration_texts", -1, "a positive int"),
+    ("quality_texts", True, "a positive int"), ("check_texts", 2.5, "an int of at least 0"),
+    ("check_texts", -1, "an int of at least 0")])
+def test_a_text_count_that_is_not_a_count_is_refused(name: str, value: object, problem: str) -> None:
+    with pytest.raises(ArgumentError, match=f"^{name} must be {problem}, got "):
         ExportOptions(**{name: value})  # type: ignore[arg-type]
 
 
