@@ -6,15 +6,17 @@ socket in a private temporary directory. Nothing is ever unpickled: token ids tr
 arrays, vectors as float32 bytes, behind fixed struct headers, and errors as a small JSON object.
 
 Every message is one frame: ZeroMQ's cost is per frame and per message, not per byte, and the
-model process, the one process every request passes through, pays it for every request. For the
-same reason the model process sends the replies that are ready at the same moment (a batch's) to a
-worker as one message, and each end drives its socket with a `Channel`, not pyzmq's asyncio
-sockets, which make a future and an event registration for every message.
+model process, the one process every request passes through, pays it for every message. So each
+end sends what it has ready at the same moment as one message: a worker, the requests its event
+loop tokenized in one pass; the model process, the replies a batch finished for that worker. Each
+end drives its socket with a `Channel`, not pyzmq's asyncio sockets, which make a future and an
+event registration for every message.
 
 The workers tokenize (each has the bundle's tokenizer), so that the model process does no
 per-text work but the model's.
 
-    worker -> model, one request:  kind (1 byte), request id (uint64), payload
+    worker -> model, one or more requests, each:  kind (1 byte), request id (uint64), the
+    payload's length (uint32), payload
         EMBED    payload: the number of texts and the prompt's length in bytes (uint32 each), the
                  prompt the texts start with (UTF-8, empty for none), the token count of each text
                  and all their token ids, one after another, as uint32 (texts checked, prompts
@@ -32,6 +34,7 @@ per-text work but the model's.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import struct
 import traceback
@@ -46,30 +49,47 @@ from ._batcher import Embeddings
 EMBED, CANCEL, HEALTH, METRICS = b"E", b"C", b"H", b"M"
 OK, ERROR = b"0", b"1"
 
-_REQUEST = struct.Struct("<cQ")  # kind, request id
+_REQUEST = struct.Struct("<cQI")  # kind, request id, payload bytes
 _EMBED = struct.Struct("<II")  # texts, prompt bytes
 _REPLY = struct.Struct("<QcI")  # request id, status, body bytes
 _VECTORS = struct.Struct("<IIQ")  # rows, dim, prompt tokens
 
 
 def request(kind: bytes, number: int, payload: bytes = b"") -> bytes:
-    return _REQUEST.pack(kind, number) + payload
+    return _REQUEST.pack(kind, number, len(payload)) + payload
 
 
 def embed_payload(prompt: str, rows: list[list[int]]) -> bytes:
     encoded = prompt.encode()
-    lengths = np.fromiter(map(len, rows), dtype="<u4", count=len(rows))
-    ids = np.fromiter((i for row in rows for i in row), dtype="<u4", count=int(lengths.sum()))
-    return b"".join((_EMBED.pack(len(rows), len(encoded)), encoded, lengths.tobytes(), ids.tobytes()))
+    lengths = [len(row) for row in rows]
+    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype="<u4", count=sum(lengths))
+    return b"".join((_EMBED.pack(len(rows), len(encoded)), encoded,
+                     np.array(lengths, dtype="<u4").tobytes(), ids.tobytes()))
 
 
-def read_request(frame: bytes) -> tuple[bytes, int, memoryview]:
-    """Kind, request id and payload of a worker's message. Raises ValueError for a message too
-    short to hold them."""
-    if len(frame) < _REQUEST.size:
-        raise ValueError(f"a message of {len(frame)} bytes is too short for a request")
-    kind, number = _REQUEST.unpack_from(frame)
-    return kind, number, memoryview(frame)[_REQUEST.size:]
+class CutRequest(ValueError):
+    """A request that runs past the end of its message. `number` is its request id, to answer it
+    by, when its header is whole; None when not even that is."""
+
+    def __init__(self, message: str, number: int | None = None) -> None:
+        super().__init__(message)
+        self.number = number
+
+
+def read_requests(frame: bytes) -> Iterator[tuple[bytes, int, memoryview]]:
+    """Kind, request id and payload of each request in a worker's message. Raises `CutRequest`
+    at the first one that runs past the message, after yielding those before it."""
+    view, at = memoryview(frame), 0
+    while at < len(view):
+        if at + _REQUEST.size > len(view):
+            raise CutRequest(f"a request header at byte {at} runs past the message's {len(view)} bytes")
+        kind, number, size = _REQUEST.unpack_from(view, at)
+        at += _REQUEST.size
+        if at + size > len(view):
+            raise CutRequest(f"a request of {size} bytes at byte {at} runs past the message's {len(view)}",
+                             number)
+        yield kind, number, view[at:at + size]
+        at += size
 
 
 def read_embed(payload: memoryview) -> tuple[str, list[list[int]]]:

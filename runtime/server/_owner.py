@@ -220,15 +220,21 @@ class _Owner:
                 worker.proc.wait()
 
     def _on_message(self, frames: list[bytes]) -> None:
-        """One message from a worker, on the event loop. An EMBED goes into the batcher at once,
-        and its reply is queued from the callback of its future: no task per request."""
+        """One message from a worker, on the event loop: the requests it holds, in order. An EMBED
+        goes into the batcher at once, and its reply is queued from the callback of its future: no
+        task per request."""
         if len(frames) != 2:
             return  # not from a worker of ours
         worker, message = frames
         try:
-            kind, number, payload = _ipc.read_request(message)
-        except ValueError:
-            return  # no request id to answer to
+            for kind, number, payload in _ipc.read_requests(message):
+                self._on_request(worker, kind, number, payload)
+        except _ipc.CutRequest as exc:  # a bug, or a worker of another fusembed
+            if exc.number is not None:
+                self._failed(worker, exc.number, exc)
+            # else: no request id to answer to
+
+    def _on_request(self, worker: bytes, kind: bytes, number: int, payload: memoryview) -> None:
         if kind == _ipc.EMBED:
             self._embed(worker, number, payload)
         elif kind == _ipc.CANCEL:

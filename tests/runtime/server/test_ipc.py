@@ -17,14 +17,14 @@ from fusembed.server import ServerOptions, _ipc, _owner, _worker
 @pytest.mark.parametrize("prompt", ["", "query: ", "質問: "])
 def test_an_embed_request_arrives_as_it_was_sent(rows: list[list[int]], prompt: str) -> None:
     message = _ipc.request(_ipc.EMBED, 2**40 + 3, _ipc.embed_payload(prompt, rows))
-    kind, number, payload = _ipc.read_request(message)
+    [(kind, number, payload)] = _ipc.read_requests(message)
     assert (kind, number) == (_ipc.EMBED, 2**40 + 3)
     assert _ipc.read_embed(payload) == (prompt, rows)
 
 
 def test_ids_past_int16_and_near_uint32_survive() -> None:
     rows = [[0, 65535, 65536, 250_001], [2**32 - 1]]
-    _, _, payload = _ipc.read_request(_ipc.request(_ipc.EMBED, 1, _ipc.embed_payload("", rows)))
+    [(_, _, payload)] = _ipc.read_requests(_ipc.request(_ipc.EMBED, 1, _ipc.embed_payload("", rows)))
     assert _ipc.read_embed(payload) == ("", rows)
 
 
@@ -41,6 +41,25 @@ def test_an_embed_payload_too_short_for_its_header_is_refused(cut: int) -> None:
     payload = _ipc.embed_payload("query: ", [[1, 2], [3]])[:cut]
     with pytest.raises(ValueError, match=r"too short|cannot hold"):
         _ipc.read_embed(memoryview(payload))
+
+
+def test_several_requests_in_one_message_arrive_as_they_were_sent() -> None:
+    sent = [(_ipc.EMBED, 5, _ipc.embed_payload("", [[101, 102]])), (_ipc.CANCEL, 3, b""),
+            (_ipc.HEALTH, 2**63, b""), (_ipc.EMBED, 6, _ipc.embed_payload("q: ", [[1], [2, 3]]))]
+    message = b"".join(_ipc.request(*one) for one in sent)
+    assert [(kind, number, bytes(payload)) for kind, number, payload in _ipc.read_requests(message)] == sent
+
+
+def test_a_cut_request_message_yields_the_requests_before_the_cut_then_names_the_cut_one() -> None:
+    whole = _ipc.request(_ipc.EMBED, 5, _ipc.embed_payload("", [[101, 102]]))
+    cut = _ipc.request(_ipc.EMBED, 6, _ipc.embed_payload("", [[101, 102]]))
+    got = []
+    with pytest.raises(_ipc.CutRequest, match="runs past") as payload_cut:
+        got.extend(number for _, number, _ in _ipc.read_requests(whole + cut[:-1]))
+    assert (got, payload_cut.value.number) == ([5], 6)
+    with pytest.raises(_ipc.CutRequest, match="request header at byte") as header_cut:
+        list(_ipc.read_requests(whole + cut[:12]))
+    assert header_cut.value.number is None
 
 
 def test_several_replies_in_one_message_arrive_as_they_were_sent() -> None:
@@ -113,8 +132,9 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
     tiny_bundle: Path, tmp_path: Path
 ) -> None:
     """A request it cannot read (a worker of another fusembed) gets an error reply, and the model
-    process goes on with the next one; a message too short to name a request is dropped; the
-    replies ready at once go to their worker as one message."""
+    process goes on with the next one; a request too short to name itself is dropped; the requests
+    of one message are all served, and the replies ready at once go to their worker as one
+    message."""
     with socket.socket() as listener:
         owner = _owner._Owner(Encoder(tiny_bundle), ServerOptions(), listener, tmp_path)
     good = _ipc.embed_payload("", [[101, 7, 102]])
@@ -133,14 +153,18 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
             [b"w1", b"E1"],  # no request id: nothing to answer
             [b"w1"],  # not a message of this protocol
             [b"w2", _ipc.request(_ipc.EMBED, 3, good)],
+            [b"w3", _ipc.request(_ipc.EMBED, 4, good) + _ipc.request(_ipc.EMBED, 5, good)[:-1]],  # cut
+            [b"w3", _ipc.request(_ipc.EMBED, 6, good) + _ipc.request(_ipc.HEALTH, 7)],
         ]:
             owner._on_message(frames)
         await asyncio.sleep(0.5)
         await owner.model.stop()
 
     asyncio.run(main())
-    by_worker = {frames[0]: list(_ipc.read_replies(frames[1])) for frames in sent}
-    assert len(sent) == 2, "one message per worker"
+    by_worker: dict[bytes, list[tuple[int, bytes, memoryview]]] = {}
+    for worker, message in sent:
+        by_worker.setdefault(worker, []).extend(_ipc.read_replies(message))
+    assert [worker for worker, _ in sent].count(b"w1") == 1, "the replies ready at once, one message"
     assert [(number, status) for number, status, _ in by_worker[b"w1"]] == [(1, _ipc.ERROR), (2, _ipc.ERROR)]
     code, message = _ipc.read_error(by_worker[b"w1"][0][2])
     assert code == "internal_error" and "too short" in message
@@ -150,6 +174,12 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
     vectors, tokens = _ipc.read_vectors(body)
     assert (number, status, tokens) == (3, _ipc.OK, 3)
     np.testing.assert_allclose(vectors, owner.model.encoder._encode_batch([[101, 7, 102]]), rtol=1e-6)
+    replies = {number: (status, body) for number, status, body in by_worker[b"w3"]}
+    assert sorted(replies) == [4, 5, 6, 7]
+    assert [replies[number][0] for number in (4, 5, 6, 7)] == [_ipc.OK, _ipc.ERROR, _ipc.OK, _ipc.OK]
+    assert "runs past" in _ipc.read_error(replies[5][1])[1]
+    np.testing.assert_array_equal(_ipc.read_vectors(replies[6][1])[0], vectors)
+    assert bytes(replies[7][1]).isdigit()
 
 
 def _remote_model(bundle: Path) -> _worker.RemoteModel:
@@ -193,3 +223,57 @@ def test_a_reply_of_several_frames_fails_the_waiting_requests(tiny_bundle: Path)
 
     with pytest.raises(RuntimeError, match="a message of 2 frames"):
         asyncio.run(main()).result()
+
+
+class _Sent:
+    """A worker's channel that keeps what it is asked to send, or fails as a closed socket does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.messages: list[list[bytes]] = []
+        self.fail = fail
+
+    def send(self, frames: list[bytes]) -> None:
+        if self.fail:
+            import zmq
+
+            raise zmq.ZMQError(zmq.ENOTSOCK)
+        self.messages.append(frames)
+
+
+def test_the_requests_a_worker_makes_in_one_pass_of_its_loop_go_as_one_message(tiny_bundle: Path) -> None:
+    """Three requests made at once reach the model process in one message, in order; one made
+    after the loop has sent them goes in a message of its own."""
+    model = _remote_model(tiny_bundle)
+    channel = _Sent()
+    model._channel = channel  # type: ignore[assignment]
+
+    async def main() -> None:
+        calls = [asyncio.ensure_future(model._call(_ipc.HEALTH)) for _ in range(3)]
+        await asyncio.sleep(0)  # the calls queue their requests
+        await asyncio.sleep(0)  # the flush they scheduled runs
+        later = asyncio.ensure_future(model._call(_ipc.METRICS))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        model._on_reply([b"".join(_ipc.reply(number, _ipc.OK, b"1") for number in range(4))])
+        await asyncio.gather(*calls, later)
+
+    asyncio.run(main())
+    assert [len(frames) for frames in channel.messages] == [1, 1]
+    first, second = (list(_ipc.read_requests(frames[0])) for frames in channel.messages)
+    assert [(kind, number) for kind, number, _ in first] == [(_ipc.HEALTH, n) for n in range(3)]
+    assert [(kind, number) for kind, number, _ in second] == [(_ipc.METRICS, 3)]
+
+
+def test_requests_that_cannot_be_sent_fail_instead_of_waiting(tiny_bundle: Path) -> None:
+    model = _remote_model(tiny_bundle)
+    model._channel = _Sent(fail=True)  # type: ignore[assignment]
+
+    async def main() -> list[BaseException | tuple[bytes, memoryview]]:
+        calls = (model._call(_ipc.HEALTH), model._call(_ipc.HEALTH))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert len(results) == 2
+    for result in results:
+        assert isinstance(result, RuntimeError) and "could not reach the model process" in str(result)
+    assert not model._replies
