@@ -124,7 +124,8 @@ class RemoteModel:
         try:
             self._channel.send([b"".join(outbox)])
         except zmq.ZMQError as exc:  # the socket closed under them: nothing will answer
-            self._fail_waiting(RuntimeError(f"a request could not reach the model process: {exc}"))
+            message = f"a request could not reach the model process: {exc}"
+            self._fail_waiting(lambda: RuntimeError(message))
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:
@@ -138,14 +139,16 @@ class RemoteModel:
             # A bug, or a model process of another fusembed. Whichever replies the message held
             # past the fault cannot be found: every request still waiting fails now (500), rather
             # than waiting for a reply that will never come.
-            failure = RuntimeError(f"the model process sent a malformed reply: {exc}")
-            print(f"fusembed serve: worker {os.getpid()}: {failure}", file=sys.stderr, flush=True)
-            self._fail_waiting(failure)
+            message = f"the model process sent a malformed reply: {exc}"
+            print(f"fusembed serve: worker {os.getpid()}: {message}", file=sys.stderr, flush=True)
+            self._fail_waiting(lambda: RuntimeError(message))
 
-    def _fail_waiting(self, failure: Exception) -> None:
+    def _fail_waiting(self, failure: Callable[[], Exception]) -> None:
+        """Fail every request still waiting, each with an exception of its own: one instance
+        raised in many tasks would gather all their tracebacks."""
         for waiting in self._replies.values():
             if not waiting.done():
-                waiting.set_exception(failure)
+                waiting.set_exception(failure())
 
     def _check_model_process(self) -> None:
         if os.read(sys.stdin.fileno(), 4096):
@@ -154,7 +157,7 @@ class RemoteModel:
         self.gone = True
         self._gone_signal.set_result(None)
         print(f"fusembed serve: worker {os.getpid()}: {_GONE}", file=sys.stderr, flush=True)
-        self._fail_waiting(ModelUnavailable(_GONE))
+        self._fail_waiting(lambda: ModelUnavailable(_GONE))
         self.on_gone()
 
 

@@ -209,6 +209,7 @@ def test_a_malformed_reply_fails_the_waiting_requests_instead_of_leaving_them_ha
     for failed in (second, third):
         with pytest.raises(RuntimeError, match=r"malformed reply: a reply of 10 bytes .* runs past"):
             failed.result()
+    assert second.exception() is not third.exception(), "an exception of its own for each request"
     assert "malformed reply" in capsys.readouterr().err
 
 
@@ -276,4 +277,5 @@ def test_requests_that_cannot_be_sent_fail_instead_of_waiting(tiny_bundle: Path)
     assert len(results) == 2
     for result in results:
         assert isinstance(result, RuntimeError) and "could not reach the model process" in str(result)
+    assert results[0] is not results[1]
     assert not model._replies
