@@ -55,36 +55,7 @@ results=${1:?usage: run.sh RESULTS_DIR [gpu.py options]}; shift
 site=${SITE:-/tmp/fusembed-site}
 python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$here"/wheels/*.whl
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-python3 - <<'PY'
-import importlib.metadata as metadata
-import re
-import sys
-
-import onnxruntime
-
-print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())
-# Every package fusembed and its serve extra need, installed from the payload or there already:
-# one missing fails here, not minutes into gpu.py.
-def _installed(name: str) -> bool:
-    try:
-        metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-missing = []
-for requirement in metadata.requires("fusembed") or []:
-    name, _, marker = requirement.partition(";")
-    if "extra" in marker and "serve" not in marker:
-        continue  # the export and compare extras are not needed here
-    name = re.match(r"[A-Za-z0-9._-]+", name.strip()).group(0)
-    # onnxruntime-gpu installs the same `onnxruntime` package under another name
-    if not any(_installed(n) for n in ([name, "onnxruntime-gpu"] if name == "onnxruntime" else [name])):
-        missing.append(name)
-if missing:
-    sys.exit(f"missing on this host and not in the payload: {', '.join(missing)}")
-PY
+python3 "$here/benchmarks/payload_check.py"  # every package fusembed needs is there
 st=()
 if [ -d "$here/st" ]; then st=(--st-model "$here/st"); fi
 cd "$here/benchmarks"
