@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import payload_check
+
+BENCHMARKS = Path(payload_check.__file__).parent
 
 REQUIRES = [
     "onnxruntime>=1.20", "numpy>=1.24",
