@@ -207,9 +207,9 @@ def build_app(info: ModelInfo, model: Model, options: ServerOptions, metrics: Ht
 class _Embeddings:
     """`POST /v1/embeddings` as a bare ASGI app: the route every request of a loaded server takes,
     so it skips Starlette's router, `Request` and `Response` objects (about 40 us of CPU per
-    request of the 100 us the app took around a model that answers at once). `handle` maps the body to the
-    response body, or raises `ApiError`, which is answered here as the other routes' errors are;
-    anything else goes on to the 500 handler."""
+    request of the 100 us the app took around a model that answers at once). `handle` maps the
+    body to the response body, or raises `ApiError`, which is answered here as the other routes'
+    errors are; anything else goes on to the 500 handler."""
 
     def __init__(self, handle: Callable[[bytes], Awaitable[bytes]], limit: int) -> None:
         self.handle, self.limit = handle, limit
