@@ -14,6 +14,12 @@ gpu.py's `kernels` part calls `measure`; on its own:
   needs every compute node on the GPU (shape arithmetic aside) and inputs at fixed addresses. The
   part reports whether onnxruntime accepts it for this graph and, where it does, batch-1 latency
   against the same IO-bound call without it.
+- Shape stalls: on one session with fusembed's options, a sequence of shapes, each run twice: the
+  first run of a shape is where onnxruntime prepares it. Some shapes are new in their rows only,
+  some in their width only, some are a pair of rows and width each seen before, some new in both:
+  which of these stall says what a warm-up must cover. onnxruntime's profiler splits the first
+  run that took longest over its second against that second run, by operator, and names the time
+  outside every operator.
 
 With `--device cpu` the same code runs on the CPU provider, with the CUDA-only options left out:
 a dry run of the plumbing, not a measurement.
@@ -73,6 +79,8 @@ def measure(bundle: Path, device: str, *, rows: int = 512, repeats: int = 10) ->
     result["sdpa_kernel"] = table
     result["cuda_graph"] = cuda_graph(model, device, encoder)
     log(f"cuda graph: {result['cuda_graph']}")
+    result["stalls"] = shape_stalls(model, device, encoder)
+    log(f"shape stalls: {result['stalls']['probes']}")
     return result
 
 
@@ -90,14 +98,14 @@ def feeds_of(encoder: Any, texts: list[str]) -> Feeds:
     return feeds
 
 
-def new_session(model: Path, device: str, options: dict[str, str]) -> Any:
+def new_session(model: Path, device: str, options: dict[str, str], session_options: Any = None) -> Any:
     import onnxruntime as ort
     from fusembed._providers import CUDA_OPTIONS
 
     providers: list[Any] = (
         [("CUDAExecutionProvider", {**CUDA_OPTIONS, **options}), "CPUExecutionProvider"]
         if device == "cuda" else ["CPUExecutionProvider"])
-    session = ort.InferenceSession(str(model), providers=providers)
+    session = ort.InferenceSession(str(model), sess_options=session_options, providers=providers)
     if session.get_providers()[0] != providers[0][0] and device == "cuda":
         raise RuntimeError(f"the session runs on {session.get_providers()}")
     return session
@@ -151,6 +159,79 @@ def cuda_graph(model: Path, device: str, encoder: Any, calls: int = 300) -> dict
     return result
 
 
+# (rows, width) run in this order after (1, 8), and what each adds to the shapes run before it
+STALL_PROBES: tuple[tuple[tuple[int, int], str], ...] = (
+    ((1, 8), "nothing: run before"),
+    ((2, 8), "rows"),
+    ((64, 8), "rows"),
+    ((1, 16), "width"),
+    ((1, 48), "width"),
+    ((2, 16), "the pair: rows and width each run before"),
+    ((64, 48), "the pair: rows and width each run before"),
+    ((128, 32), "rows and width"),
+)
+
+
+def shape_stalls(model: Path, device: str, encoder: Any, probes: Any = STALL_PROBES) -> dict[str, Any]:
+    """Each probe shape run twice on one profiled session (fusembed's provider options): the first
+    and second run's milliseconds, and for the probe whose first run took longest over its
+    second, the profile's operator time of both runs by operator type and the time outside every
+    operator."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp, "stalls"))
+        session = new_session(model, device, {}, options)
+        output = encoder.manifest.output
+        runs: list[float] = []
+
+        def run(rows: int, width: int) -> float:
+            ids = np.full((rows, width), encoder.manifest.pad_token_id, dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+            if encoder._needs_type_ids:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            began = time.perf_counter()
+            session.run([output], feeds)
+            runs.append((time.perf_counter() - began) * 1000)
+            return runs[-1]
+
+        run(1, 8)
+        table = [{"shape": list(shape), "new": new, "first_ms": run(*shape), "second_ms": run(*shape)}
+                 for shape, new in probes]
+        events = json.loads(Path(session.end_profiling()).read_text())
+    result: dict[str, Any] = {"probes": table}
+    slowest = max(range(len(table)), key=lambda i: table[i]["first_ms"] - table[i]["second_ms"])
+    by_run = operator_times(events)
+    if len(by_run) == len(runs):  # run i of this function is the profile's run i
+        first, second = by_run[1 + 2 * slowest], by_run[2 + 2 * slowest]
+        result["slowest"] = {"shape": table[slowest]["shape"], "first": first, "second": second}
+    else:
+        result["slowest"] = {"error": f"the profile holds {len(by_run)} runs, not {len(runs)}"}
+    return result
+
+
+def operator_times(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each run in an onnxruntime profile, in order: its milliseconds, the milliseconds of its
+    operators by type, and the rest (time in the run outside every operator)."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    nodes = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    out = []
+    for r in runs:
+        inside = [n for n in nodes if r["ts"] <= n["ts"] <= r["ts"] + r["dur"]]
+        by_type: dict[str, float] = {}
+        for n in inside:
+            op = n.get("args", {}).get("op_name", "?")
+            by_type[op] = by_type.get(op, 0.0) + n["dur"] / 1000
+        total = r["dur"] / 1000
+        out.append({"ms": total, "operators_ms": by_type, "outside_ms": total - sum(by_type.values())})
+    return out
+
+
 def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -190,7 +271,32 @@ def markdown(r: dict[str, Any]) -> list[str]:
             v = g[label]
             lines.append(f"- {label}: " + (f"not available: {v['error']}" if "error" in v else
                                            f"p50 {v['p50_ms']:.3f} ms, p99 {v['p99_ms']:.3f} ms"))
+    if "stalls" in r:
+        lines += ["", *stall_markdown(r["stalls"])]
     return [*lines, ""]
+
+
+def stall_markdown(r: dict[str, Any]) -> list[str]:
+    lines = ["### Which new shapes stall", "",
+             "One session with fusembed's provider options; each shape run twice, in this order, "
+             "after (1, 8):", "",
+             "| rows x width | new about it | first run ms | second run ms |", "|---|---|---:|---:|"]
+    lines += [f"| {a} x {b} | {p['new']} | {p['first_ms']:.2f} | {p['second_ms']:.2f} |"
+              for p in r["probes"] for a, b in [p["shape"]]]
+    slowest = r["slowest"]
+    if "error" in slowest:
+        return [*lines, "", f"No profile of the largest stall: {slowest['error']}."]
+    first, second = slowest["first"], slowest["second"]
+    a, b = slowest["shape"]
+    lines += ["", f"The largest stall, {a} x {b}, in onnxruntime's profile: its first run "
+              f"{first['ms']:.2f} ms against {second['ms']:.2f} ms; outside every operator "
+              f"{first['outside_ms']:.2f} ms against {second['outside_ms']:.2f} ms.", "",
+              "| operator | first run ms | second run ms |", "|---|---:|---:|"]
+    ops = sorted(first["operators_ms"], key=lambda op: -(first["operators_ms"][op]
+                                                         - second["operators_ms"].get(op, 0.0)))
+    lines += [f"| {op} | {first['operators_ms'][op]:.2f} | {second['operators_ms'].get(op, 0.0):.2f} |"
+              for op in ops[:8]]
+    return lines
 
 
 def log(message: str) -> None:
