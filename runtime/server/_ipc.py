@@ -67,29 +67,38 @@ def embed_payload(prompt: str, rows: list[list[int]]) -> bytes:
                      np.array(lengths, dtype="<u4").tobytes(), ids.tobytes()))
 
 
-class CutRequest(ValueError):
-    """A request that runs past the end of its message. `number` is its request id, to answer it
-    by, when its header is whole; None when not even that is."""
+class CutRecord(ValueError):
+    """A request or reply that runs past the end of its message. `number` is its request id, to
+    answer it by, when its header is whole; None when not even that is."""
 
     def __init__(self, message: str, number: int | None = None) -> None:
         super().__init__(message)
         self.number = number
 
 
-def read_requests(frame: bytes) -> Iterator[tuple[bytes, int, memoryview]]:
-    """Kind, request id and payload of each request in a worker's message. Raises `CutRequest`
-    at the first one that runs past the message, after yielding those before it."""
+def _records(frame: bytes, header: struct.Struct, what: str,
+             number_field: int) -> Iterator[tuple[tuple[object, ...], memoryview]]:
+    """The header fields and body of each record (request or reply) in a message, one after
+    another; the header's last field is the body's length. Raises `CutRecord` at the first one
+    that runs past the message, after yielding those before it."""
     view, at = memoryview(frame), 0
     while at < len(view):
-        if at + _REQUEST.size > len(view):
-            raise CutRequest(f"a request header at byte {at} runs past the message's {len(view)} bytes")
-        kind, number, size = _REQUEST.unpack_from(view, at)
-        at += _REQUEST.size
+        if at + header.size > len(view):
+            raise CutRecord(f"a {what} header at byte {at} runs past the message's {len(view)} bytes")
+        fields = header.unpack_from(view, at)
+        at += header.size
+        size = cast(int, fields[-1])
         if at + size > len(view):
-            raise CutRequest(f"a request of {size} bytes at byte {at} runs past the message's {len(view)}",
-                             number)
-        yield kind, number, view[at:at + size]
+            raise CutRecord(f"a {what} of {size} bytes at byte {at} runs past the message's {len(view)}",
+                            cast(int, fields[number_field]))
+        yield fields, view[at:at + size]
         at += size
+
+
+def read_requests(frame: bytes) -> Iterator[tuple[bytes, int, memoryview]]:
+    """Kind, request id and payload of each request in a worker's message (see `_records`)."""
+    for (kind, number, _), payload in _records(frame, _REQUEST, "request", 1):
+        yield cast(bytes, kind), cast(int, number), payload
 
 
 def read_embed(payload: memoryview) -> tuple[str, list[list[int]]]:
@@ -120,17 +129,10 @@ def reply(number: int, status: bytes, body: bytes) -> bytes:
 
 
 def read_replies(frame: bytes) -> Iterator[tuple[int, bytes, memoryview]]:
-    """Request id, status and body of each reply in a message from the model process."""
-    view, at = memoryview(frame), 0
-    while at < len(view):
-        if at + _REPLY.size > len(view):
-            raise ValueError(f"a reply header at byte {at} runs past the message's {len(view)} bytes")
-        number, status, size = _REPLY.unpack_from(view, at)
-        at += _REPLY.size
-        if at + size > len(view):
-            raise ValueError(f"a reply of {size} bytes at byte {at} runs past the message's {len(view)}")
-        yield number, status, view[at:at + size]
-        at += size
+    """Request id, status and body of each reply in a message from the model process (see
+    `_records`)."""
+    for (number, status, _), body in _records(frame, _REPLY, "reply", 0):
+        yield cast(int, number), cast(bytes, status), body
 
 
 def vectors_body(vectors: Embeddings, prompt_tokens: int) -> bytes:

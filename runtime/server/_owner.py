@@ -229,7 +229,7 @@ class _Owner:
         try:
             for kind, number, payload in _ipc.read_requests(message):
                 self._on_request(worker, kind, number, payload)
-        except _ipc.CutRequest as exc:  # a bug, or a worker of another fusembed
+        except _ipc.CutRecord as exc:  # a bug, or a worker of another fusembed
             if exc.number is not None:
                 self._failed(worker, exc.number, exc)
             # else: no request id to answer to

@@ -54,10 +54,10 @@ def test_a_cut_request_message_yields_the_requests_before_the_cut_then_names_the
     whole = _ipc.request(_ipc.EMBED, 5, _ipc.embed_payload("", [[101, 102]]))
     cut = _ipc.request(_ipc.EMBED, 6, _ipc.embed_payload("", [[101, 102]]))
     got = []
-    with pytest.raises(_ipc.CutRequest, match="runs past") as payload_cut:
+    with pytest.raises(_ipc.CutRecord, match="runs past") as payload_cut:
         got.extend(number for _, number, _ in _ipc.read_requests(whole + cut[:-1]))
     assert (got, payload_cut.value.number) == ([5], 6)
-    with pytest.raises(_ipc.CutRequest, match="request header at byte") as header_cut:
+    with pytest.raises(_ipc.CutRecord, match="request header at byte") as header_cut:
         list(_ipc.read_requests(whole + cut[:12]))
     assert header_cut.value.number is None
 
