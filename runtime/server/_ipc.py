@@ -7,10 +7,10 @@ arrays, vectors as float32 bytes, behind fixed struct headers, and errors as a s
 
 Every message is one frame: ZeroMQ's cost is per frame and per message, not per byte, and the
 model process, the one process every request passes through, pays it for every message. So each
-end sends what it has ready at the same moment as one message: a worker, the requests its event
-loop tokenized in one pass; the model process, the replies a batch finished for that worker. Each
-end drives its socket with a `Channel`, not pyzmq's asyncio sockets, which make a future and an
-event registration for every message.
+end sends what it has ready at the same moment as one message (`Channel.post`): a worker, the
+requests its event loop tokenized in one pass; the model process, the replies a batch finished
+for that worker. Each end drives its socket with a `Channel`, not pyzmq's asyncio sockets, which
+make a future and an event registration for every message.
 
 The workers tokenize (each has the bundle's tokenizer), so that the model process does no
 per-text work but the model's.
@@ -162,37 +162,59 @@ def read_error(body: memoryview | bytes) -> tuple[str, str]:
 class Channel:
     """A ZeroMQ socket on an asyncio event loop, one callback per message and no future.
 
-    `on_message` gets each message's frames as it arrives, on the loop; `send` queues a message
-    and returns at once. A socket's high-water marks are lifted: a ROUTER would otherwise drop a
-    reply to a worker that has a thousand waiting, and a request may never be dropped or block the
-    loop. What is queued is bounded elsewhere: by the requests the workers have in flight.
+    `on_message` gets each message's frames as it arrives, on the loop. `post` queues a record
+    (a request or a reply) for a peer: the records posted by the time the loop gets to the flush
+    that the first one scheduled go out as one message per peer. Under load a worker's loop
+    tokenizes several requests in one pass, and a batch's futures all finish at once, so each end
+    pays ZeroMQ's cost per message rather than per record. A send that fails (the socket closed)
+    goes to `on_send_error`, since nothing will answer the records it held.
+
+    A socket's high-water marks are lifted: a ROUTER would otherwise drop a reply to a worker that
+    has a thousand waiting, and a request may never be dropped or block the loop. What is queued
+    is bounded elsewhere: by the requests the workers have in flight.
 
     ZeroMQ signals its file descriptor on edges: after every receive and send the socket is
     checked again, and everything waiting is read, or the descriptor might never signal again.
     """
 
-    def __init__(self, socket: zmq.Socket[bytes], on_message: Callable[[list[bytes]], None]) -> None:
-        self.socket, self.on_message = socket, on_message
+    def __init__(self, socket: zmq.Socket[bytes], on_message: Callable[[list[bytes]], None], *,
+                 on_send_error: Callable[[zmq.ZMQError], None] | None = None) -> None:
+        self.socket, self.on_message, self.on_send_error = socket, on_message, on_send_error
         socket.setsockopt(zmq.SNDHWM, 0)
         socket.setsockopt(zmq.RCVHWM, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = cast(int, socket.getsockopt(zmq.FD))
         self._scheduled = False
+        self._outbox: dict[bytes | None, list[bytes]] = {}  # records to flush, by peer
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._drain)
         self._drain_soon()  # messages that came before the reader was added
 
-    def send(self, frames: list[bytes]) -> None:
-        self.socket.send_multipart(frames, zmq.NOBLOCK)
-        self._drain_soon()
+    def post(self, record: bytes, peer: bytes | None = None) -> None:
+        """Queue `record` for `peer` (a ROUTER's identity of it; None on a DEALER, which has one)."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.setdefault(peer, []).append(record)
 
     def close(self) -> None:
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
             self._loop = None
         self.socket.close(linger=0)
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for peer, records in outbox.items():
+            message = b"".join(records)
+            try:
+                self.socket.send_multipart([message] if peer is None else [peer, message], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                if self.on_send_error is None:
+                    raise
+                self.on_send_error(exc)
+        self._drain_soon()
 
     def _drain_soon(self) -> None:
         if self._loop is not None and not self._scheduled and self._readable():

@@ -134,7 +134,6 @@ class _Owner:
         self.stopping = False
         # requests in the batcher, by worker and request id
         self.pending: dict[tuple[bytes, int], asyncio.Future[Any]] = {}
-        self.outbox: dict[bytes, list[bytes]] = {}  # replies for `_flush` to send, by worker
 
     async def serve(self, workers: int, address: str, settings: dict[str, Any]) -> str | None:
         """Run until every worker has exited; what went wrong, if a worker exited on its own."""
@@ -275,18 +274,10 @@ class _Owner:
         self._send(worker, _ipc.reply(number, _ipc.ERROR, _ipc.error_body(code, message)))
 
     def _send(self, worker: bytes, reply: bytes) -> None:
-        """Queue `reply` for `worker`. The replies queued by the time the loop gets to
-        `_flush` go out as one message per worker: a batch's futures finish at once, so its
-        callbacks all run before the flush they schedule."""
-        if not self.outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self.outbox.setdefault(worker, []).append(reply)
-
-    def _flush(self) -> None:
-        outbox, self.outbox = self.outbox, {}
-        for worker, replies in outbox.items():
-            self.channel.send([worker, b"".join(replies)])
-
+        """Queue `reply` for `worker`: a batch's futures finish at once, so their callbacks all
+        post before the channel's flush, and the batch's replies go to each worker as one
+        message."""
+        self.channel.post(reply, worker)
 
 def _how(code: int) -> str:
     if code < 0:

@@ -47,7 +47,6 @@ class RemoteModel:
         self.gone = False
         self._numbers = itertools.count()
         self._replies: dict[int, asyncio.Future[tuple[bytes, memoryview]]] = {}
-        self._outbox: list[bytes] = []  # requests for `_flush` to send
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -55,7 +54,7 @@ class RemoteModel:
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(self.address)
-        self._channel = _ipc.Channel(dealer, self._on_reply)
+        self._channel = _ipc.Channel(dealer, self._on_reply, on_send_error=self._not_sent)
         self._channel.start()
         self._gone_signal: asyncio.Future[None] = loop.create_future()  # done once the model process is gone
         loop.add_reader(sys.stdin.fileno(), self._check_model_process)
@@ -102,30 +101,19 @@ class RemoteModel:
         reply: asyncio.Future[tuple[bytes, memoryview]] = asyncio.get_running_loop().create_future()
         self._replies[number] = reply
         try:
-            self._post(_ipc.request(kind, number, payload))
+            self._channel.post(_ipc.request(kind, number, payload))
             return await reply
         except asyncio.CancelledError:
             if kind == _ipc.EMBED and not self.gone:  # the client left, or the grace period ran out
-                self._post(_ipc.request(_ipc.CANCEL, number))
+                self._channel.post(_ipc.request(_ipc.CANCEL, number))
             raise
         finally:
             del self._replies[number]
 
-    def _post(self, request: bytes) -> None:
-        """Queue `request` for the model process. The requests queued by the time the loop gets
-        to `_flush` go out as one message: under load the loop tokenizes several requests in one
-        pass, and the model process then reads them with one receive."""
-        if not self._outbox:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append(request)
-
-    def _flush(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        try:
-            self._channel.send([b"".join(outbox)])
-        except zmq.ZMQError as exc:  # the socket closed under them: nothing will answer
-            message = f"a request could not reach the model process: {exc}"
-            self._fail_waiting(lambda: RuntimeError(message))
+    def _not_sent(self, exc: Exception) -> None:
+        """The socket closed under the requests it was to send: nothing will answer them."""
+        message = f"a request could not reach the model process: {exc}"
+        self._fail_waiting(lambda: RuntimeError(message))
 
     def _on_reply(self, frames: list[bytes]) -> None:
         try:

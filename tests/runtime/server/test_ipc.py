@@ -88,14 +88,15 @@ def test_a_cut_reply_message_is_refused() -> None:
 def test_a_channel_reads_every_message_and_one_that_fails_does_not_stop_the_rest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Many messages sent at once arrive in order, replies sent from the callback reach the other
-    end, and a message whose handler raises is logged while the ones behind it are still read
-    (the socket signals only on edges: one left unread would never be seen)."""
+    """Many messages sent at once arrive in order, replies posted from the callback reach the
+    other end, and a message whose handler raises is logged while the ones behind it are still
+    read (the socket signals only on edges: one left unread would never be seen)."""
     import zmq
 
-    async def main() -> tuple[list[bytes], list[bytes]]:
+    async def main() -> tuple[list[bytes], list[int]]:
         context = zmq.Context()
-        got, echoed = [], []
+        got: list[bytes] = []
+        echoed: list[int] = []
         router = _ipc.Channel(context.socket(zmq.ROUTER), lambda frames: None)
         router.socket.bind("inproc://test-channel")
 
@@ -103,15 +104,16 @@ def test_a_channel_reads_every_message_and_one_that_fails_does_not_stop_the_rest
             if frames[1] == b"bad":
                 raise RuntimeError("a handler's bug")
             got.append(frames[1])
-            router.send([frames[0], b"echo " + frames[1]])
+            router.post(_ipc.reply(int(frames[1]), _ipc.OK, b"echo"), frames[0])
 
         router.on_message = on_request
-        dealer = _ipc.Channel(context.socket(zmq.DEALER), lambda frames: echoed.append(frames[0]))
+        dealer = _ipc.Channel(context.socket(zmq.DEALER), lambda frames: echoed.extend(
+            number for number, _, _ in _ipc.read_replies(frames[0])))
         dealer.socket.connect("inproc://test-channel")
         router.start()
         dealer.start()
-        for i in range(500):
-            dealer.send([b"bad" if i == 3 else str(i).encode()])
+        for i in range(500):  # 500 messages of their own, straight through the socket
+            dealer.socket.send(b"bad" if i == 3 else str(i).encode(), zmq.NOBLOCK)
         for _ in range(200):
             if len(echoed) == 499:
                 break
@@ -122,10 +124,65 @@ def test_a_channel_reads_every_message_and_one_that_fails_does_not_stop_the_rest
         return got, echoed
 
     got, echoed = asyncio.run(main())
-    expected = [str(i).encode() for i in range(500) if i != 3]
-    assert got == expected
-    assert echoed == [b"echo " + m for m in expected]
+    assert got == [str(i).encode() for i in range(500) if i != 3]
+    assert echoed == [i for i in range(500) if i != 3]
     assert "a handler's bug" in capsys.readouterr().err
+
+
+def test_the_records_posted_in_one_pass_of_the_loop_go_to_each_peer_as_one_message() -> None:
+    """Three records posted at once to one peer arrive as one message, in order; a record for
+    another peer in the same pass goes in a message of its own; one posted after the flush goes
+    in the next message."""
+    import zmq
+
+    async def main() -> list[list[bytes]]:
+        context = zmq.Context()
+        router = context.socket(zmq.ROUTER)
+        router.bind("inproc://test-post")
+        dealers = [_ipc.Channel(context.socket(zmq.DEALER), lambda frames: None) for _ in range(2)]
+        for index, dealer in enumerate(dealers):
+            dealer.socket.setsockopt(zmq.IDENTITY, b"d%d" % index)
+            dealer.socket.connect("inproc://test-post")
+            dealer.start()
+        for number in range(3):
+            dealers[0].post(_ipc.reply(number, _ipc.OK, b"a"))
+        dealers[1].post(_ipc.reply(9, _ipc.OK, b"b"))
+        await asyncio.sleep(0)  # the flush the first post scheduled
+        dealers[0].post(_ipc.reply(3, _ipc.OK, b"c"))
+        await asyncio.sleep(0)
+        received = [router.recv_multipart() for _ in range(3)]
+        assert router.poll(100) == 0, "no fourth message"
+        for dealer in dealers:
+            dealer.close()
+        router.close(linger=0)
+        context.term()
+        return received
+
+    by_peer: dict[bytes, list[list[int]]] = {}
+    for peer, message in asyncio.run(main()):
+        by_peer.setdefault(peer, []).append([number for number, _, _ in _ipc.read_replies(message)])
+    assert by_peer == {b"d0": [[0, 1, 2], [3]], b"d1": [[9]]}
+
+
+def test_a_send_that_fails_goes_to_on_send_error_or_raises_without_one() -> None:
+    import zmq
+
+    async def main() -> None:
+        context = zmq.Context()
+        errors: list[zmq.ZMQError] = []
+        handled = _ipc.Channel(context.socket(zmq.DEALER), lambda frames: None, on_send_error=errors.append)
+        bare = _ipc.Channel(context.socket(zmq.DEALER), lambda frames: None)
+        for channel in (handled, bare):
+            channel.start()
+            channel.close()  # the socket is gone: every send fails
+            channel.post(_ipc.request(_ipc.HEALTH, 1))
+        handled._flush()
+        assert len(errors) == 1 and errors[0].errno == zmq.ENOTSOCK
+        with pytest.raises(zmq.ZMQError):
+            bare._flush()
+        context.term()
+
+    asyncio.run(main())
 
 
 def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
@@ -133,16 +190,16 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
 ) -> None:
     """A request it cannot read (a worker of another fusembed) gets an error reply, and the model
     process goes on with the next one; a request too short to name itself is dropped; the requests
-    of one message are all served, and the replies ready at once go to their worker as one
-    message."""
+    of one message are all served."""
     with socket.socket() as listener:
         owner = _owner._Owner(Encoder(tiny_bundle), ServerOptions(), listener, tmp_path)
     good = _ipc.embed_payload("", [[101, 7, 102]])
-    sent: list[list[bytes]] = []
+    posted: list[tuple[bytes, bytes]] = []
 
     class Channel:
-        def send(self, frames: list[bytes]) -> None:
-            sent.append(frames)
+        def post(self, record: bytes, peer: bytes | None = None) -> None:
+            assert peer is not None
+            posted.append((peer, record))
 
     async def main() -> None:
         owner.channel = Channel()  # type: ignore[assignment]
@@ -162,9 +219,8 @@ def test_the_model_process_answers_a_malformed_embed_request_with_an_error(
 
     asyncio.run(main())
     by_worker: dict[bytes, list[tuple[int, bytes, memoryview]]] = {}
-    for worker, message in sent:
-        by_worker.setdefault(worker, []).extend(_ipc.read_replies(message))
-    assert [worker for worker, _ in sent].count(b"w1") == 1, "the replies ready at once, one message"
+    for worker, record in posted:
+        by_worker.setdefault(worker, []).extend(_ipc.read_replies(record))
     assert [(number, status) for number, status, _ in by_worker[b"w1"]] == [(1, _ipc.ERROR), (2, _ipc.ERROR)]
     code, message = _ipc.read_error(by_worker[b"w1"][0][2])
     assert code == "internal_error" and "too short" in message
@@ -226,52 +282,23 @@ def test_a_reply_of_several_frames_fails_the_waiting_requests(tiny_bundle: Path)
         asyncio.run(main()).result()
 
 
-class _Sent:
-    """A worker's channel that keeps what it is asked to send, or fails as a closed socket does."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.messages: list[list[bytes]] = []
-        self.fail = fail
-
-    def send(self, frames: list[bytes]) -> None:
-        if self.fail:
-            import zmq
-
-            raise zmq.ZMQError(zmq.ENOTSOCK)
-        self.messages.append(frames)
-
-
-def test_the_requests_a_worker_makes_in_one_pass_of_its_loop_go_as_one_message(tiny_bundle: Path) -> None:
-    """Three requests made at once reach the model process in one message, in order; one made
-    after the loop has sent them goes in a message of its own."""
-    model = _remote_model(tiny_bundle)
-    channel = _Sent()
-    model._channel = channel  # type: ignore[assignment]
-
-    async def main() -> None:
-        calls = [asyncio.ensure_future(model._call(_ipc.HEALTH)) for _ in range(3)]
-        await asyncio.sleep(0)  # the calls queue their requests
-        await asyncio.sleep(0)  # the flush they scheduled runs
-        later = asyncio.ensure_future(model._call(_ipc.METRICS))
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        model._on_reply([b"".join(_ipc.reply(number, _ipc.OK, b"1") for number in range(4))])
-        await asyncio.gather(*calls, later)
-
-    asyncio.run(main())
-    assert [len(frames) for frames in channel.messages] == [1, 1]
-    first, second = (list(_ipc.read_requests(frames[0])) for frames in channel.messages)
-    assert [(kind, number) for kind, number, _ in first] == [(_ipc.HEALTH, n) for n in range(3)]
-    assert [(kind, number) for kind, number, _ in second] == [(_ipc.METRICS, 3)]
-
-
 def test_requests_that_cannot_be_sent_fail_instead_of_waiting(tiny_bundle: Path) -> None:
+    """The worker's socket closed under its requests: each fails (500) with an exception of its
+    own, rather than waiting for a reply that cannot come."""
     model = _remote_model(tiny_bundle)
-    model._channel = _Sent(fail=True)  # type: ignore[assignment]
 
     async def main() -> list[BaseException | tuple[bytes, memoryview]]:
+        import zmq
+
+        context = zmq.Context()
+        model._channel = _ipc.Channel(context.socket(zmq.DEALER), model._on_reply,
+                                      on_send_error=model._not_sent)
+        model._channel.start()
+        model._channel.close()
         calls = (model._call(_ipc.HEALTH), model._call(_ipc.HEALTH))
-        return await asyncio.gather(*calls, return_exceptions=True)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        context.term()
+        return results
 
     results = asyncio.run(main())
     assert len(results) == 2
