@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,8 +33,10 @@ from ._progress import Progress
 from ._providers import DEVICES, Device, Provider, available_cpus, check_session_device, providers_for
 from ._text import surrogate_at
 from ._tokens import TextTokenizer
+from ._warmup import BackgroundWarmup
 
 PrecisionChoice = Literal["auto", "fp32", "int8", "fp16"]
+WarmupChoice = bool | Literal["background"] | None
 # Texts tokenized ahead of the model at once: large enough for length-sorting to leave little
 # padding, small enough that its token ids (a few MB) are all that is held beyond the output.
 _CHUNK_TEXTS = 4096
@@ -62,7 +65,9 @@ class Encoder:
         warmup: run every bucket shape once at load (largest first, so that onnxruntime's
             memory arena grows once), for steady latency from the first request, and before a
             call whose budget reaches past the shapes warmed. Default: on wherever shapes are
-            bucketed. `warmup()` does it later instead.
+            bucketed. `warmup()` does it later instead. "background": the same on a thread of
+            its own, so that the encoder is usable at once; until it ends, a call pays for any
+            shape it meets first (see `warming`, `wait_warmup`).
         thread_spinning: let onnxruntime's intra-op threads busy-wait for the next call, which
             saves a wake-up per call. A process that needs its cores for other work between
             calls (a server's event loop and tokenizer) runs faster with it off.
@@ -87,7 +92,7 @@ class Encoder:
         prompt_name: str | None = None,
         prompt: str | None = None,
         bucket_shapes: bool | None = None,
-        warmup: bool | None = None,
+        warmup: WarmupChoice = None,
         thread_spinning: bool = True,
     ) -> None:
         self.bundle = Path(bundle)
@@ -137,8 +142,12 @@ class Encoder:
         self._warmed: set[tuple[int, int]] = set()
         self._warmed_budgets: set[tuple[int, int]] = set()
         warm = warmup if warmup is not None else bucketed
-        self._warm_on_use = warm and self._buckets is not None
-        if warm:
+        self._warm_on_use = bool(warm) and self._buckets is not None
+        self._background: BackgroundWarmup | None = None
+        if warm == "background":
+            budget = self._budget(None, None)
+            self._background = BackgroundWarmup(lambda stop: self._warm(*budget, stop))
+        elif warm:
             self.warmup()
 
     # Set by `from_pretrained`: the hub repository and the commit the bundle was loaded from.
@@ -161,7 +170,7 @@ class Encoder:
         prompt_name: str | None = None,
         prompt: str | None = None,
         bucket_shapes: bool | None = None,
-        warmup: bool | None = None,
+        warmup: WarmupChoice = None,
         thread_spinning: bool = True,
     ) -> Encoder:
         """Load the bundle published in hub repository `repo_id` (see `fusembed push`).
@@ -382,36 +391,62 @@ class Encoder:
         """Run every shape `encode` (within `batch_size` and `max_tokens`) and a server's
         batches can give, largest first, but those already run; with unbucketed shapes, one
         short call. Returns the number of shapes run. Later calls meet no shape onnxruntime has
-        not prepared.
+        not prepared. A background warm-up still running is waited for first.
 
         An encoder built with warm-up on (the CUDA default) calls this itself when a call's
         `batch_size` or `max_tokens` reach past what it has warmed, so that the new shapes cost
         one pause, largest first, rather than a stall at each."""
-        batch_size, max_tokens = self._budget(batch_size, max_tokens)
+        budget = self._budget(batch_size, max_tokens)
+        self.wait_warmup()
+        return self._warm(*budget)
+
+    @property
+    def warming(self) -> bool:
+        """True while a background warm-up (`warmup="background"`) is still running."""
+        return self._background is not None and self._background.running
+
+    def wait_warmup(self, timeout: float | None = None) -> bool:
+        """Wait for a background warm-up to end (at once where there is none): True once it
+        has, False if `timeout` seconds pass first.
+
+        Raises:
+            Exception: what the background warm-up raised, if it failed (a call would meet the
+                same error).
+        """
+        return self._background is None or self._background.wait(timeout)
+
+    def _warm(self, batch_size: int, max_tokens: int, stop: threading.Event | None = None) -> int:
+        """`warmup` of a checked budget, without waiting; between two shapes, returns early
+        once `stop` is set."""
         if self._buckets is None:
             shapes = [(1, 8)]
         else:
             every = self._buckets.warmup_shapes(batch_size, max(max_tokens, DEFAULT_MAX_TOKENS))
             shapes = [shape for shape in every if shape not in self._warmed]
-        for rows, width in shapes:
+        for done, (rows, width) in enumerate(shapes):
+            if stop is not None and stop.is_set():
+                return done
             ids = np.full((rows, width), self.manifest.pad_token_id, dtype=np.int64)
             self._run(ids, np.ones_like(ids))
+            self._warmed.add((rows, width))
         if self._buckets is not None:
-            self._warmed.update(shapes)
             self._warmed_budgets.add((batch_size, max_tokens))
         return len(shapes)
 
     def _warm_for_server(self, max_batch_tokens: int) -> None:
         """`_warm_for` every shape a server's batches within `max_batch_tokens` padded can take:
         as many rows as fit at the narrowest width, many more than `encode`'s default 512 where
-        the texts are short."""
+        the texts are short. A server starts once warm: a background warm-up is waited for."""
+        self.wait_warmup()
         if self._buckets is not None:
             self._warm_for(max(1, max_batch_tokens // self._buckets.widths[0]), max_batch_tokens)
 
     def _warm_for(self, batch_size: int, max_tokens: int) -> None:
-        """`warmup` for a call's budget, where this encoder warms up and the budget is new."""
-        if self._warm_on_use and (batch_size, max_tokens) not in self._warmed_budgets:
-            self.warmup(batch_size=batch_size, max_tokens=max_tokens)
+        """`warmup` for a call's budget, where this encoder warms up and the budget is new.
+        Not while a background warm-up runs: the call must not wait for it."""
+        if (self._warm_on_use and (batch_size, max_tokens) not in self._warmed_budgets
+                and not self.warming):
+            self._warm(batch_size, max_tokens)
 
     def _budget(self, batch_size: int | None, max_tokens: int | None) -> tuple[int, int]:
         """`batch_size` and `max_tokens`, checked, or this encoder's defaults for its device."""
@@ -682,9 +717,11 @@ def _check_options(device: object, precision: object, threads: object, verify: o
     if precision == "int8" and device == "cuda":
         raise ArgumentError("precision", "'int8' is for the CPU; on CUDA use 'fp16' or 'fp32'")
     check_positive_int("threads", threads, none_ok=True)
-    for name, flag in (("bucket_shapes", bucket_shapes), ("warmup", warmup)):
-        if flag is not None and not isinstance(flag, bool):
-            raise ArgumentError(name, f"must be True, False or None, got {flag!r}")
+    if bucket_shapes is not None and not isinstance(bucket_shapes, bool):
+        raise ArgumentError("bucket_shapes", f"must be True, False or None, got {bucket_shapes!r}")
+    if warmup is not None and not isinstance(warmup, bool) and not (
+            isinstance(warmup, str) and warmup == "background"):
+        raise ArgumentError("warmup", f"must be True, False, 'background' or None, got {warmup!r}")
     for name, flag in (("verify", verify), ("thread_spinning", thread_spinning)):
         if not isinstance(flag, bool):
             raise ArgumentError(name, f"must be True or False, got {flag!r}")

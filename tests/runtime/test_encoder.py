@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import subprocess
+import sys
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -324,9 +328,116 @@ def test_a_larger_budget_is_warmed_before_the_call_that_brings_it(tiny_bundle: P
     assert len(shapes) < 10 and not cold._warmed  # warmup=False: never warms by itself
 
 
+def _gated_warmup(monkeypatch: pytest.MonkeyPatch, gate: threading.Event,
+                  fail: Exception | None = None) -> list[tuple[int, ...]]:
+    """Make every `Encoder`'s background warm-up wait for `gate` before each shape it runs (and
+    raise `fail` there, if given); returns the shapes it has run. Calls on other threads pass."""
+    shapes: list[tuple[int, ...]] = []
+    run = Encoder._run
+
+    def gated(self: Encoder, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if threading.current_thread().name == "fusembed-warmup":
+            assert gate.wait(30)
+            if fail is not None:
+                raise fail
+            shapes.append(ids.shape)
+        return run(self, ids, mask)
+
+    monkeypatch.setattr(Encoder, "_run", gated)
+    return shapes
+
+
+def test_background_warmup_leaves_the_encoder_usable_at_once(
+        tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """warmup="background": the constructor returns before any shape is warmed, calls meanwhile
+    run (and give the same vectors) without waiting for it or warming anything themselves, and
+    once it ends every shape of the default budget is warm, largest first."""
+    from fusembed.export.texts import varied_texts
+
+    gate = threading.Event()
+    warmed = _gated_warmup(monkeypatch, gate)
+    enc = Encoder(tiny_bundle, bucket_shapes=True, warmup="background")
+    assert enc._buckets is not None
+    assert enc.warming and not enc.wait_warmup(timeout=0.05) and warmed == []
+    texts = varied_texts(20, seed=5)
+    reference = Encoder(tiny_bundle).encode(texts)
+    np.testing.assert_allclose(enc.encode(texts, batch_size=64, max_tokens=16384), reference, atol=1e-5)
+    assert enc.warming and enc._warmed == set() and enc._warmed_budgets == set()  # the call warmed nothing
+    gate.set()
+    assert enc.wait_warmup(timeout=30) and not enc.warming
+    every = enc._buckets.warmup_shapes(enc.default_batch_size, enc.default_max_tokens)
+    assert warmed == every and enc._warmed == set(every)
+    assert enc.warmup() == 0  # already warm
+    np.testing.assert_allclose(enc.encode(texts), reference, atol=1e-5)
+    alive = weakref.ref(enc)
+    del enc
+    gc.collect()
+    assert alive() is None  # the finished warm-up holds no reference to it
+
+
+def test_a_failed_background_warmup_is_raised_by_wait_warmup(
+        tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    gate.set()
+    _gated_warmup(monkeypatch, gate, fail=MemoryError("out of device memory"))
+    enc = Encoder(tiny_bundle, bucket_shapes=True, warmup="background")
+    with pytest.raises(MemoryError, match="out of device memory"):
+        enc.wait_warmup(timeout=30)
+    assert not enc.warming
+    with pytest.raises(MemoryError):
+        enc.warmup()
+    assert enc.encode(QUERY).shape == (enc.dim,)  # calls do not depend on it
+
+
+def test_a_server_waits_for_a_background_warmup(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server warms its own, larger budget once the background warm-up is done, and starts warm."""
+    gate = threading.Event()
+    _gated_warmup(monkeypatch, gate)
+    enc = Encoder(tiny_bundle, bucket_shapes=True, warmup="background")
+    assert enc._buckets is not None
+    waiting = threading.Thread(target=enc._warm_for_server, args=(512,))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive() and enc.warming
+    gate.set()
+    waiting.join(30)
+    assert not waiting.is_alive() and not enc.warming
+    assert set(enc._buckets.warmup_shapes(512 // enc._buckets.widths[0], 512)) <= enc._warmed
+
+
+def test_a_stopped_background_warmup_ends_after_the_shape_in_progress(
+        tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the exit handler does: the shape being run is finished, no other is started, and the
+    budget is not counted as warm (a later call warms the rest)."""
+    gate = threading.Event()
+    warmed = _gated_warmup(monkeypatch, gate)
+    enc = Encoder(tiny_bundle, bucket_shapes=True, warmup="background")
+    assert enc._background is not None and enc.warming
+    stopping = threading.Thread(target=enc._background.stop)
+    stopping.start()
+    stopping.join(0.2)
+    assert stopping.is_alive()  # it waits for the shape in progress
+    gate.set()
+    stopping.join(30)
+    assert not stopping.is_alive() and not enc.warming and enc.wait_warmup()
+    assert len(warmed) == 1 and enc._warmed == {warmed[0]} and enc._warmed_budgets == set()
+    assert enc.warmup() > 0  # the rest
+
+
+def test_a_process_exits_cleanly_during_a_background_warmup(tiny_bundle: Path) -> None:
+    """The exit handler stops the warm-up between two shapes: no crash, no long wait."""
+    script = ("import sys, fusembed\n"
+              "enc = fusembed.Encoder(sys.argv[1], bucket_shapes=True, warmup='background')\n"
+              "assert enc.warming\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_bundle)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize("param", ["bucket_shapes", "warmup"])
 def test_bad_bucket_options(tiny_bundle: Path, tmp_path: Path, param: str) -> None:
-    with pytest.raises(ArgumentError, match=f"{param} must be True, False or None"):
+    expected = "True, False, 'background' or None" if param == "warmup" else "True, False or None"
+    with pytest.raises(ArgumentError, match=f"{param} must be {expected}"):
         Encoder(tiny_bundle, **{param: "yes"})  # type: ignore[arg-type]
     with pytest.raises(ArgumentError, match=param):  # checked before the bundle is read
         Encoder(tmp_path / "no-bundle", **{param: 1})  # type: ignore[arg-type]
