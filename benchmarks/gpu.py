@@ -12,7 +12,8 @@ does not mix with onnxruntime's in the memory figures):
    random mixes of short and long texts, with bucketed, warmed-up shapes (the CUDA default) and
    without (every new shape met cold); p50, p95, p99 and the worst call.
 2. A soak: `--soak` calls of 1-64 mixed texts; GPU memory (nvidia-smi) and RSS after warm-up and
-   at the end.
+   at the end. With the `cold` part, time to the first embedding and latency meanwhile with the
+   warm-up at load, in the background and off: benchmarks/cold_start.py.
 3. Throughput (texts/s) of fusembed fp16 and fp32 and sentence-transformers fp16 and fp32, on short
    texts (10-40 word pieces) and on texts truncated at the model's 256 word pieces, batch 1 to 512;
    and `encode(texts)` with default arguments against the best batch size.
@@ -147,7 +148,7 @@ def throughput(engines: dict[str, Encode], short: list[str], long: list[str],
     return table
 
 
-PARTS = ("stalls", "throughput", "st", "bench", "kernels", "server")
+PARTS = ("stalls", "cold", "throughput", "st", "bench", "kernels", "server")
 
 
 def main() -> None:
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--st-model", type=Path,
                         help="the sentence-transformers model folder the bundle was exported from "
                              "(needed by the st part)")
-    parser.add_argument("--parts", default="stalls,throughput,st,bench,kernels",
+    parser.add_argument("--parts", default="stalls,cold,throughput,st,bench,kernels",
                         help="what to measure, comma-separated, in this order: " + ", ".join(PARTS) +
                              " (default: all but server; --server adds it)")
     parser.add_argument("--batch-sizes", default="1,8,32,128,512")
@@ -205,6 +206,12 @@ def main() -> None:
     if "stalls" in parts:
         report["stalls"] = stalls(args.bundle, args.device, short[:4000], long[:1000],
                                    (args.soak, args.raw_soak), args.calls)
+        save()
+    if "cold" in parts:
+        import cold_start
+
+        report["cold"] = cold_start.measure(args.bundle, args.device, calls=100, rounds=2)
+        log("cold start done")
         save()
     if parts & {"throughput", "st"}:
         engine_throughput(report, args.bundle, args.device, args.st_model if "st" in parts else None,
@@ -348,6 +355,11 @@ def markdown(r: dict[str, Any]) -> str:
     device = r["device"]
     if "stalls" in r:
         lines += stalls_markdown(r["stalls"])
+    if "cold" in r:
+        import cold_start
+
+        lines += ["## Cold start: warm-up at load, in the background, or off", "",
+                  *cold_start.table(r["cold"])]
     if "throughput" in r:
         lines += throughput_markdown(r)
     if "agreement_min_cosine_to_st_fp32" in r:
