@@ -10,6 +10,12 @@ gpu.py's `kernels` part calls `measure`; on its own:
   fixed batch of pre-tokenized texts, short and of 256 word pieces, and its vectors are compared
   with the default's: a kernel that cannot take the graph's key-length mask is refused at load or
   falls back, and either shows here.
+- Packed: the same graph with padding removed between the embeddings and the last layer norm, by
+  onnxruntime's own converter (RemovePadding, PackedAttention, RestorePadding: CUDA-only
+  operators). Every layer then runs on real tokens only, and attention on variable-length
+  sequences needs no mask (cutlass memory-efficient attention where the TensorRT kernels do not
+  serve the GPU). The mixed batch, half short texts and half of 256 word pieces, is where padding
+  costs most.
 - `enable_cuda_graph`: onnxruntime captures the whole run once per shape and replays it, which
   needs every compute node on the GPU (shape arithmetic aside) and inputs at fixed addresses. The
   part reports whether onnxruntime accepts it for this graph and, where it does, batch-1 latency
@@ -31,6 +37,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,8 @@ import numpy as np
 import numpy.typing as npt
 from harness import go_offline, long_texts, short_texts
 
+PACKED = "packed (padding removed)"
+KINDS = {"short": "short", "long": "256-token", "mixed": "mixed"}
 SDPA_KERNELS = {"0 (onnxruntime chooses)": 0, "1 flash": 1, "2 memory-efficient": 2,
                 "4 TensorRT fused": 4, "8 cuDNN flash": 8, "16 unfused": 16}
 Feeds = dict[str, npt.NDArray[np.int64]]
@@ -49,39 +58,65 @@ def measure(bundle: Path, device: str, *, rows: int = 512, repeats: int = 10) ->
 
     encoder = Encoder(bundle, device="cpu", precision="fp16", warmup=False)  # only to tokenize
     model = bundle / encoder.variant.file
+    short, long = short_texts(rows, seed=11), long_texts(rows, seed=12)
     batches = {kind: feeds_of(encoder, texts) for kind, texts in
-               (("short", short_texts(rows, seed=11)), ("long", long_texts(rows, seed=12)))}
+               (("short", short), ("long", long), ("mixed", short[: rows // 2] + long[rows // 2:]))}
     shapes = {kind: list(feeds["input_ids"].shape) for kind, feeds in batches.items()}
     result: dict[str, Any] = {"rows": rows, "shapes": shapes}
     kernels = SDPA_KERNELS if device == "cuda" else {"0 (onnxruntime chooses)": 0}
     reference: dict[str, np.ndarray] = {}
     table: dict[str, Any] = {}
-    for label, mask in kernels.items():
-        options = {"sdpa_kernel": str(mask)} if mask else {}
-        try:
-            session = new_session(model, device, options)
-        except Exception as exc:  # onnxruntime raises several unrelated types
-            table[label] = {"error": first_line(exc)}
-            log(f"sdpa_kernel {label}: {table[label]['error']}")
-            continue
-        row: dict[str, Any] = {}
-        for kind, feeds in batches.items():
+    with tempfile.TemporaryDirectory() as tmp:
+        runs: list[tuple[str, Path | str, dict[str, str]]] = [
+            (label, model, {"sdpa_kernel": str(mask)} if mask else {}) for label, mask in kernels.items()]
+        runs.append((PACKED, packed_model(model, Path(tmp)), {}))
+        for label, graph, options in runs:
             try:
-                out, seconds = timed_runs(session, encoder.manifest.output, feeds, repeats)
-            except Exception as exc:
-                row[kind] = {"error": first_line(exc)}
+                if isinstance(graph, str):
+                    raise RuntimeError(graph)
+                session = new_session(graph, device, options)
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                table[label] = {"error": first_line(exc)}
+                log(f"{label}: {table[label]['error']}")
                 continue
-            reference.setdefault(kind, out)
-            row[kind] = {"texts_per_s": rows / seconds,
-                         "min_cosine_to_default": min_cosine(out, reference[kind])}
-        table[label] = row
-        log(f"sdpa_kernel {label}: {row}")
+            row: dict[str, Any] = {}
+            for kind, feeds in batches.items():
+                try:
+                    out, seconds = timed_runs(session, encoder.manifest.output, feeds, repeats)
+                except Exception as exc:
+                    row[kind] = {"error": first_line(exc)}
+                    continue
+                reference.setdefault(kind, out)
+                row[kind] = {"texts_per_s": rows / seconds,
+                             "min_cosine_to_default": min_cosine(out, reference[kind])}
+            table[label] = row
+            log(f"{label}: {row}")
+            del session
     result["sdpa_kernel"] = table
     result["cuda_graph"] = cuda_graph(model, device, encoder)
     log(f"cuda graph: {result['cuda_graph']}")
     result["stalls"] = shape_stalls(model, device, encoder)
     log(f"shape stalls: {result['stalls']['probes']}")
     return result
+
+
+def packed_model(model: Path, out_dir: Path) -> Path | str:
+    """`model` converted to packing mode by onnxruntime's converter, written to `out_dir`; or why
+    it could not be (the converter leaves a graph without fused Attention as it was)."""
+    try:
+        import onnx
+        from onnxruntime.transformers.convert_to_packing_mode import PackingMode
+        from onnxruntime.transformers.onnx_model import OnnxModel
+    except ImportError as exc:
+        return f"not convertible here: {exc}"
+    graph = OnnxModel(onnx.load(str(model)))
+    PackingMode(graph).convert(use_symbolic_shape_infer=False)
+    ops = {node.op_type for node in graph.model.graph.node}
+    if not {"RemovePadding", "PackedAttention", "RestorePadding"} <= ops:
+        return "not convertible: the graph has no fused Attention with one key-length mask"
+    out = out_dir / "packed.onnx"
+    graph.save_model_to_file(str(out))
+    return out
 
 
 def feeds_of(encoder: Any, texts: list[str]) -> Feeds:
@@ -249,14 +284,14 @@ def markdown(r: dict[str, Any]) -> list[str]:
              + ", ".join(f"{kind}: {a} x {b}" for kind, (a, b) in r["shapes"].items())
              + " tokens), median of 10 runs; "
              "cosine against the first row's vectors.", "",
-             "| sdpa_kernel | short texts/s | min cosine | 256-token texts/s | min cosine |",
-             "|---|---:|---:|---:|---:|"]
+             f"| sdpa_kernel | {' | '.join(f'{KINDS[k]} texts/s | min cosine' for k in r['shapes'])} |",
+             "|---|" + "---:|---:|" * len(r["shapes"])]
     for label, row in r["sdpa_kernel"].items():
         if "error" in row:
-            lines.append(f"| {label} | refused: {row['error']} | | | |")
+            lines.append(f"| {label} | refused: {row['error']} |" + " |" * (2 * len(r["shapes"]) - 1))
             continue
         cells = []
-        for kind in ("short", "long"):
+        for kind in r["shapes"]:
             cell = row[kind]
             cells += ([f"error: {cell['error']}", ""] if "error" in cell else
                       [f"{cell['texts_per_s']:,.0f}", f"{cell['min_cosine_to_default']:.6f}"])

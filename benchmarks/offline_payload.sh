@@ -4,7 +4,7 @@
 #   bash benchmarks/offline_payload.sh OUT_DIR BUNDLE [ST_MODEL_DIR]     (from the repository root)
 #
 # The payload holds wheels for CPython 3.12 (PY_VERSION=3.11 etc. for another) on x86-64 Linux (onnxruntime-gpu, the packages of
-# fusembed's `serve` extra, fusembed itself), the bundle's fp16 variant and tokenizer (its fp32
+# fusembed's `serve` extra, onnx for the kernels part, fusembed itself), the bundle's fp16 variant and tokenizer (its fp32
 # file too with FP32=1), benchmarks/, and, if given, a sentence-transformers model folder for
 # gpu.py's `st` part. OUT_DIR receives p.00, p.01, ... Copy them to the GPU host, then there:
 #
@@ -32,7 +32,8 @@ mapfile -t serve < <($py -c 'import sys, tomllib; print(*tomllib.load(open(sys.a
 $py -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
-  -d "$work/wheels" "onnxruntime-gpu${ORT_GPU_VERSION:+==$ORT_GPU_VERSION}" "${serve[@]}"
+  -d "$work/wheels" "onnxruntime-gpu${ORT_GPU_VERSION:+==$ORT_GPU_VERSION}" "${serve[@]}" \
+  onnx ml_dtypes  # for the kernels part's packed graph (onnxruntime's converter reads onnx)
 $py -m pip wheel -q --no-deps "$root" -w "$work/wheels"
 
 # The bundle: manifest, tokenizer and the files of the variants that run on CUDA.

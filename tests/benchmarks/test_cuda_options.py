@@ -48,3 +48,34 @@ def test_a_profile_that_does_not_match_the_runs_is_reported_not_misread() -> Non
               "slowest": {"error": "the profile holds 2 runs, not 3"}}
     assert cuda_options.stall_markdown(result)[-1] == (
         "No profile of the largest stall: the profile holds 2 runs, not 3.")
+
+
+def test_the_packed_graph_removes_padding_around_every_attention(tiny_bundle: Path, tmp_path: Path) -> None:
+    """onnxruntime's converter on a fusembed graph: one RemovePadding after the embeddings, every
+    Attention packed, one RestorePadding before the pooling. Its operators are CUDA-only, so the
+    CPU provider refuses the graph (the dry run's row says so)."""
+    import onnx
+    import onnxruntime as ort
+
+    encoder = Encoder(tiny_bundle)
+    model = tiny_bundle / encoder.variant.file
+    attentions = sum(n.op_type == "Attention" for n in onnx.load(str(model)).graph.node)
+    packed = cuda_options.packed_model(model, tmp_path)
+    assert isinstance(packed, Path)
+    ops = [n.op_type for n in onnx.load(str(packed)).graph.node]
+    assert attentions > 0 and ops.count("PackedAttention") == attentions and "Attention" not in ops
+    assert ops.count("RemovePadding") == ops.count("RestorePadding") == 1
+    with pytest.raises(Exception, match="RemovePadding"):
+        ort.InferenceSession(str(packed), providers=["CPUExecutionProvider"])
+
+
+def test_a_graph_without_fused_attention_is_not_packed(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    assert cuda_options.packed_model(path, tmp_path).startswith("not convertible")
