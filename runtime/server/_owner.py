@@ -240,9 +240,9 @@ class _Owner:
             if (pending := self.pending.get((worker, number))) is not None:
                 pending.cancel()  # the batcher then drops it, or stops its calls between batches
         elif kind == _ipc.HEALTH:
-            self._send(worker, _ipc.reply(number, _ipc.OK, str(self.model.batcher.queued).encode()))
+            self.channel.post(_ipc.reply(number, _ipc.OK, str(self.model.batcher.queued).encode()), worker)
         elif kind == _ipc.METRICS:
-            self._send(worker, _ipc.reply(number, _ipc.OK, generate_latest(self.registry)))
+            self.channel.post(_ipc.reply(number, _ipc.OK, generate_latest(self.registry)), worker)
 
     def _embed(self, worker: bytes, number: int, payload: memoryview) -> None:
         try:
@@ -261,7 +261,7 @@ class _Owner:
         if (exc := vectors.exception()) is not None:
             self._failed(worker, number, exc)
             return
-        self._send(worker, _ipc.reply(number, _ipc.OK, _ipc.vectors_body(vectors.result(), tokens)))
+        self.channel.post(_ipc.reply(number, _ipc.OK, _ipc.vectors_body(vectors.result(), tokens)), worker)
 
     def _failed(self, worker: bytes, number: int, exc: BaseException) -> None:
         code, message = "internal_error", f"{type(exc).__name__}: {exc}"
@@ -271,13 +271,8 @@ class _Owner:
             code, message = "server_shutting_down", str(exc)
         else:  # a bug, or a message no worker of this fusembed sends: the worker answers 500
             traceback.print_exception(exc)
-        self._send(worker, _ipc.reply(number, _ipc.ERROR, _ipc.error_body(code, message)))
+        self.channel.post(_ipc.reply(number, _ipc.ERROR, _ipc.error_body(code, message)), worker)
 
-    def _send(self, worker: bytes, reply: bytes) -> None:
-        """Queue `reply` for `worker`: a batch's futures finish at once, so their callbacks all
-        post before the channel's flush, and the batch's replies go to each worker as one
-        message."""
-        self.channel.post(reply, worker)
 
 def _how(code: int) -> str:
     if code < 0:
