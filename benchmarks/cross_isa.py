@@ -9,6 +9,9 @@ It tokenizes the bundle's check texts with the bundle's tokenizer, one text per 
 and runs each variant's graph with tests/export/run_onnx.py (numpy + onnxruntime only) on:
 
 - this CPU, natively;
+- on a CPU with AMX, this CPU again with AMX refused: onnxruntime asks Linux for the AMX tile state
+  (arch_prctl ARCH_REQ_XCOMP_PERM) and, refused, uses its AVX-512 VNNI kernels; `strace` injects
+  the refusal and its log shows that the run asked and was refused;
 - an AVX2-only x86-64 CPU: this same Python under `qemu-x86_64 -cpu Haswell-noTSX`;
 - ARM64: an aarch64 Python under qemu-aarch64 (e.g. /work/arm64/python), once per `--arm64-cpu`.
 
@@ -18,7 +21,7 @@ of the same variant: the cross-CPU agreement. Emulation is slow (x40-200), so `-
 runs only the first N check texts there.
 
     .venv/bin/python benchmarks/cross_isa.py bundles/all-MiniLM-L6-v2 \\
-        [--variants int8 fp32] [--texts N] [--emulated-texts 24] [--no-avx2] \\
+        [--variants int8 fp32] [--texts N] [--emulated-texts 24] [--no-amx-off] [--no-avx2] \\
         [--arm64-python /work/arm64/python | --no-arm64] [--arm64-cpu max --arm64-cpu neoverse-n1] \\
         [--output benchmarks/results/cross_isa]
 
@@ -38,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,9 @@ class Target:
     name: str
     prefix: list[str]  # the command that runs a Python script on this CPU
     env: dict[str, str]
-    emulator: str  # how it is emulated, in words ("" for native)
+    emulator: str  # how it runs, in words ("" for native)
+    emulated: bool = True  # slow: runs only --emulated-texts
+    check: Callable[[], None] | None = None  # after each run: raises if it did not run as named
 
 
 @dataclass
@@ -145,7 +151,30 @@ def run(target: Target, script: list[str], timeout: float) -> str:
                           timeout=timeout, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{target.name}: exit {done.returncode}\n{done.stderr[-3000:]}")
+    if target.check is not None:
+        target.check()
     return done.stdout
+
+
+def amx_refusing(strace: str, log: Path) -> Target:
+    """This CPU, with onnxruntime's request for the AMX tile state refused: the process's second
+    arch_prctl (after the loader's ARCH_SET_FS) is that request; `check` confirms it from the log."""
+    return Target("avx512_vnni (AMX refused)",
+                  [strace, "-f", "-qq", "-o", str(log), "-e", "trace=arch_prctl",
+                   "-e", "inject=arch_prctl:error=EPERM:when=2", sys.executable], {},
+                  "this CPU with onnxruntime's request for AMX refused "
+                  "(`strace -e inject=arch_prctl:error=EPERM:when=2`), so that it uses its "
+                  "AVX-512 VNNI kernels", emulated=False, check=amx_refused(log))
+
+
+def amx_refused(log: Path) -> Callable[[], None]:
+    """A check that the traced run asked for AMX and was refused, and was never granted it."""
+    def check() -> None:
+        asks = [line for line in log.read_text().splitlines() if "ARCH_REQ_XCOMP_PERM" in line]
+        if not asks or any("INJECTED" not in line for line in asks):
+            raise SystemExit(f"AMX off: expected onnxruntime's request for AMX to be refused, the trace "
+                             f"shows {asks or 'no request'}; strace's `when=2` no longer hits it")
+    return check
 
 
 def probe(target: Target, tmp: Path) -> dict[str, Any]:
@@ -165,8 +194,13 @@ def embed(target: Target, model: Path, inputs: Path, out: Path, timeout: float) 
         return np.concatenate([arrays[k] for k in keys]), seconds
 
 
-def targets(args: argparse.Namespace) -> list[Target]:
-    found = [Target("native", [sys.executable], {}, "")]
+def targets(args: argparse.Namespace, tmp: Path) -> list[Target]:
+    found = [Target("native", [sys.executable], {}, "", emulated=False)]
+    if args.amx_off and cpu_info().isa == "amx":
+        strace = shutil.which("strace")
+        if strace is None:
+            raise SystemExit("--amx-off needs strace (apt-get install strace); or pass --no-amx-off")
+        found.append(amx_refusing(strace, tmp / "amx-off.strace"))
     if args.avx2:
         qemu = shutil.which(args.qemu_x86)
         if qemu is None or platform.machine() not in ("x86_64", "AMD64"):
@@ -195,6 +229,8 @@ def main() -> None:
                         help="the first N of those to run under emulation (default: the same as --texts)")
     parser.add_argument("--avx2", action=argparse.BooleanOptionalAction, default=True,
                         help="run under qemu-x86_64 -cpu Haswell-noTSX (default: on)")
+    parser.add_argument("--amx-off", action=argparse.BooleanOptionalAction, default=True,
+                        help="on a CPU with AMX, also run with AMX refused: AVX-512 VNNI (default: on)")
     parser.add_argument("--qemu-x86", default="qemu-x86_64", help="the qemu-user x86-64 binary")
     parser.add_argument("--arm64-python", default="/work/arm64/python",
                         help="an aarch64 Python with numpy + onnxruntime (default: /work/arm64/python)")
@@ -233,10 +269,10 @@ def main() -> None:
         inputs = {n_all: tmp / "inputs.npz", n_emu: tmp / f"inputs.{n_emu}.npz"}
         np.savez(inputs[n_all], allow_pickle=False, **feeds)
         np.savez(inputs[n_emu], allow_pickle=False, **subset(feeds, n_emu))
-        for target in targets(args):
+        for target in targets(args, tmp):
             info = probe(target, tmp)
             probes[target.name] = {**info, "emulator": target.emulator}
-            n = n_all if target.name == "native" else n_emu
+            n = n_emu if target.emulated else n_all
             cpu_class = host.isa if target.name == "native" else info["int8_class"]
             for variant in args.variants:
                 model = bundle / manifest.variants[variant].file
@@ -289,7 +325,7 @@ def write(output: Path, setup: dict[str, Any], probes: dict[str, dict[str, Any]]
     flags = sorted(host.flags & _FLAGS)
     lengths, n_all, n_emu = setup["token_lengths"], setup["texts_native"], setup["texts_emulated"]
     lines = [
-        "# Cross-CPU agreement of one bundle: native vs emulated AVX2 and ARM64",
+        "# Cross-CPU agreement of one bundle: native vs other int8 kernels, emulated AVX2 and ARM64",
         "",
         f"- command: `{setup['command']}`",
         f"- date: {setup['date']}",

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -130,20 +131,12 @@ def test_real_model_int8_keeps_its_quality_on_avx2(minilm_bundle: Path, haswell:
     and their quality against torch is the same: the quality gate measured at export holds. A
     saturating scheme loses 0.01 of min cosine here (0.993 -> 0.982 on a real AVX2 machine)."""
     from fusembed import Encoder
-    from fusembed._doctor import CheckSet
 
     manifest = read_manifest(minilm_bundle)
     int8 = manifest.variants["int8"]
     assert int8.scheme not in SATURATING_SCHEMES
-    check = CheckSet.read(minilm_bundle / manifest.check)
-    texts, reference = list(check.texts[:12]), check.embeddings[:12]
+    texts, reference, feeds = check_feeds(minilm_bundle, 12)
     enc = Encoder(minilm_bundle, precision="int8")
-    feeds = {}
-    for i, text in enumerate(texts):  # one text per run: no padding to reason about
-        ids = np.asarray([enc._tokenizer.row(text)], np.int64)
-        feeds[f"input_ids.{i}"] = ids
-        feeds[f"attention_mask.{i}"] = np.ones_like(ids)
-        feeds[f"token_type_ids.{i}"] = np.zeros_like(ids)
     model = minilm_bundle / int8.file
     native = np.concatenate(run(model, feeds, tmp_path))
     emulated = np.concatenate(run(model, feeds, tmp_path, haswell))
@@ -155,11 +148,27 @@ def test_real_model_int8_keeps_its_quality_on_avx2(minilm_bundle: Path, haswell:
     assert avx2.min() >= 0.99  # the export's budget
 
 
-@pytest.mark.parametrize("block", [128, 32])
-def test_blockwise_schemes_give_the_same_vectors_on_avx2(tiny_bundle: Path, haswell: list[str],
-                                                         tmp_path: Path, block: int) -> None:
-    """MatMulNBits multiplies s8 by s8 (|a| x |b| <= 127 x 128: no pair reaches int16), so the
-    blockwise int8 graphs give AVX2 the sums of the native kernels; only float rounding differs."""
+def check_feeds(bundle: Path, n: int) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """The bundle's first `n` check texts, their sentence-transformers embeddings, and feeds for
+    run_onnx.py: one text per run, so there is no padding to reason about."""
+    from fusembed._doctor import CheckSet
+    from fusembed._tokens import TextTokenizer
+
+    manifest = read_manifest(bundle)
+    check = CheckSet.read(bundle / manifest.check)
+    texts = list(check.texts[:n])
+    tokenizer = TextTokenizer(bundle / manifest.tokenizer, manifest.max_seq_length)
+    feeds = {}
+    for i, text in enumerate(texts):
+        ids = np.asarray([tokenizer.row(text)], np.int64)
+        feeds[f"input_ids.{i}"] = ids
+        feeds[f"attention_mask.{i}"] = np.ones_like(ids)
+        feeds[f"token_type_ids.{i}"] = np.zeros_like(ids)
+    return texts, check.embeddings[:n], feeds
+
+
+def blockwise(tiny_bundle: Path, tmp: Path, block: int) -> tuple[Path, dict[str, np.ndarray]]:
+    """The tiny bundle's fp32 graph as `w8-blockwise-<block>`, and a padded batch of 12 texts."""
     from fusembed.export import quantize
     from fusembed.export.texts import varied_texts
     from tokenizers import Tokenizer
@@ -172,9 +181,56 @@ def test_blockwise_schemes_give_the_same_vectors_on_avx2(tiny_bundle: Path, hasw
     mask = np.zeros_like(ids)
     for i, row in enumerate(rows):
         ids[i, : len(row)], mask[i, : len(row)] = row, 1
-    path = tmp_path / f"b{block}.onnx"
+    path = tmp / f"b{block}.onnx"
     quantize._w8_blockwise(tiny_bundle / manifest.variants["fp32"].file, path, block_size=block)
-    feeds = {"input_ids": ids, "attention_mask": mask}
+    return path, {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("block", [128, 32])
+def test_blockwise_schemes_give_the_same_vectors_on_avx2(tiny_bundle: Path, haswell: list[str],
+                                                         tmp_path: Path, block: int) -> None:
+    """MatMulNBits multiplies s8 by s8 (|a| x |b| <= 127 x 128: no pair reaches int16), so the
+    blockwise int8 graphs give AVX2 the sums of the native kernels; only float rounding differs."""
+    path, feeds = blockwise(tiny_bundle, tmp_path, block)
     native = run(path, feeds, tmp_path)[0]
     emulated = run(path, feeds, tmp_path, haswell)[0]
     assert float(row_cosine(native, emulated).min()) >= 0.9999
+
+
+@pytest.fixture(scope="module")
+def amx_off(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """On a CPU with AMX: the command prefix (and its check) that runs this Python with
+    onnxruntime's request for AMX refused, so that it uses its AVX-512 VNNI int8 kernels."""
+    from fusembed import cpu_info
+
+    strace = shutil.which("strace")
+    if cpu_info().isa != "amx" or strace is None:
+        pytest.skip("needs a CPU with AMX, and strace")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import cross_isa
+
+    target = cross_isa.amx_refusing(strace, tmp_path_factory.mktemp("amx") / "trace")
+    assert target.prefix[-1] == sys.executable  # run() adds it
+    return target
+
+
+def test_real_model_int8_is_the_same_with_amx_and_vnni(minilm_bundle: Path, amx_off: Any,
+                                                        tmp_path: Path) -> None:
+    """AMX and AVX-512 VNNI both sum u8 x s8 products in 32 bits, and every float kernel is the
+    same on one CPU: the shipped int8 graph gives the same vectors with and without AMX."""
+    _, _, feeds = check_feeds(minilm_bundle, 12)
+    model = minilm_bundle / read_manifest(minilm_bundle).variants["int8"].file
+    native = np.concatenate(run(model, feeds, tmp_path))
+    vnni = np.concatenate(run(model, feeds, tmp_path, amx_off.prefix[:-1]))
+    amx_off.check()  # the run asked for AMX and was refused
+    np.testing.assert_allclose(vnni, native, atol=1e-6)
+
+
+@pytest.mark.parametrize("block", [128, 32])
+def test_blockwise_schemes_are_the_same_with_amx_and_vnni(tiny_bundle: Path, amx_off: Any,
+                                                          tmp_path: Path, block: int) -> None:
+    path, feeds = blockwise(tiny_bundle, tmp_path, block)
+    native = run(path, feeds, tmp_path)[0]
+    vnni = run(path, feeds, tmp_path, amx_off.prefix[:-1])[0]
+    amx_off.check()
+    assert float(row_cosine(native, vnni).min()) >= 0.99999
