@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fusembed import cpu_info
+from fusembed.export.graph import IR_VERSION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import cross_isa
@@ -51,7 +52,7 @@ def test_injection_refuses_amx_to_onnxruntime(tmp_path: Path) -> None:
         [helper.make_tensor("b", TensorProto.INT8, [256, 256], np.ones(256 * 256, np.int8).tobytes(),
                             raw=True)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+    model.ir_version = IR_VERSION
     onnx.save(model, tmp_path / "mm.onnx")
     script = tmp_path / "run.py"
     script.write_text("import sys, numpy as np, onnxruntime as ort\n"
@@ -64,3 +65,16 @@ def test_injection_refuses_amx_to_onnxruntime(tmp_path: Path) -> None:
     assert target.check is not None
     target.check()
 
+
+def test_amx_off_without_strace_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Amx:
+        isa = "amx"
+
+    monkeypatch.setattr(cross_isa, "cpu_info", Amx)
+    monkeypatch.setattr(cross_isa.shutil, "which", lambda name: None)
+    args = argparse.Namespace(amx_off=True, avx2=False, arm64_python=None)
+    with pytest.raises(SystemExit, match=r"--amx-off needs strace \(apt-get install strace\); "
+                                         r"or pass --no-amx-off"):
+        cross_isa.targets(args, tmp_path)
+    args.amx_off = False  # the way out it names
+    assert [t.name for t in cross_isa.targets(args, tmp_path)] == ["native"]
