@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 import subprocess
 import sys
 import threading
@@ -425,13 +426,34 @@ def test_a_stopped_background_warmup_ends_after_the_shape_in_progress(
 
 
 def test_a_process_exits_cleanly_during_a_background_warmup(tiny_bundle: Path) -> None:
-    """The exit handler stops the warm-up between two shapes: no crash, no long wait."""
-    script = ("import sys, fusembed\n"
-              "enc = fusembed.Encoder(sys.argv[1], bucket_shapes=True, warmup='background')\n"
-              "assert enc.warming\n")
+    """The exit handler stops the warm-up between two shapes and waits for the one in progress:
+    no crash, no long wait, and the thread has ended before the interpreter tears down. Each
+    warm-up shape is slowed to 0.2 s so that the script ends while it runs."""
+    script = """
+import atexit, sys, threading, time
+import fusembed
+held = []
+# registered before the encoder's handler, so it runs after it (handlers run last-in first-out)
+atexit.register(lambda: print("at exit: warming", held[0].warming, "shapes", len(shapes), flush=True))
+shapes = []
+run = fusembed.Encoder._run
+def slow(self, ids, mask):
+    if threading.current_thread().name == "fusembed-warmup":
+        time.sleep(0.2)
+        shapes.append(ids.shape)
+    return run(self, ids, mask)
+fusembed.Encoder._run = slow
+held.append(fusembed.Encoder(sys.argv[1], bucket_shapes=True, warmup="background"))
+time.sleep(0.3)
+assert held[0].warming
+"""
     done = subprocess.run([sys.executable, "-c", script, str(tiny_bundle)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    warming, shapes = re.fullmatch(r"at exit: warming (\w+) shapes (\d+)\n", done.stdout).groups()  # type: ignore[union-attr]
+    assert warming == "False"  # stopped and joined by the encoder's own handler
+    total = Encoder(tiny_bundle, bucket_shapes=True, warmup=False).warmup()  # shapes a whole warm-up runs
+    assert 1 <= int(shapes) < total, (shapes, total)
 
 
 @pytest.mark.parametrize("param", ["bucket_shapes", "warmup"])
